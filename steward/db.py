@@ -1,0 +1,145 @@
+"""The store: one SQLAlchemy engine on DATABASE_URL, the shared tables, and schema upgrades.
+
+Feature folders declare their own tables on `metadata` (for example `steward/posting/store.py`)
+and add an Alembic revision for them under `steward/migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+DEFAULT_DATABASE_URL = "sqlite:///steward.sqlite"
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (SQLite stores naive values)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# Who ran which scheduled tick. The primary key is the claim: the first worker to insert
+# (job, scheduled_at) runs the tick, every other worker sees the conflict and skips it.
+job_claims = sa.Table(
+    "job_claims",
+    metadata,
+    sa.Column("job", sa.String(100), primary_key=True),
+    sa.Column("scheduled_at", UTCDateTime(), primary_key=True),
+    sa.Column("claimed_by", sa.String(200), nullable=False),
+    sa.Column("claimed_at", UTCDateTime(), nullable=False),
+)
+
+# Small named values that must survive a restart: cursors, pause flags, counters.
+state = sa.Table(
+    "state",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.JSON(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+
+def normalize_url(raw: str) -> URL:
+    """Turn a DATABASE_URL into the URL SQLAlchemy should use.
+
+    Heroku sets `postgres://...`, a scheme SQLAlchemy 2 no longer accepts; it becomes
+    `postgresql+psycopg://`. Remote Postgres gets `sslmode=require` unless the URL says otherwise.
+    Raises ValueError with a sentence for anything that is not a usable URL.
+    """
+    try:
+        url = make_url(raw.strip())
+    except sa.exc.ArgumentError:
+        raise ValueError("is not a database URL") from None
+    backend = url.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+        if (url.host or "") not in LOCAL_HOSTS and "sslmode" not in url.query:
+            url = url.update_query_dict({"sslmode": "require"})
+    elif backend != "sqlite":
+        raise ValueError(f"uses the unsupported backend {backend!r}")
+    return url
+
+
+def make_engine(url: str | URL) -> Engine:
+    """Create the engine; SQLite gets WAL and a busy timeout so the worker and clients share it."""
+    url = normalize_url(url) if isinstance(url, str) else url
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn, _record):
+            cur = conn.cursor()
+            if url.database not in (None, "", ":memory:"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema up to `revision` (`python bot.py migrate` and the release phase)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    cfg = _alembic_config(None)  # type: ignore[arg-type]
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def describe(engine: Engine) -> str:
+    """The store as a person should see it: backend and place, never the password."""
+    return engine.url.render_as_string(hide_password=True)
