@@ -1,0 +1,204 @@
+"""Scheduled ticks: APScheduler 3 with a persistent job store and exactly-once tick claims.
+
+1. Jobs live in the `apscheduler_jobs` table on the same database, so an interval job's next run
+   time survives a restart: a 30-minute job neither runs at every deploy nor never runs when
+   restarts come more often than every 30 minutes (a missed run fires once at start).
+2. Missed runs coalesce into one, and one instance of a job runs at a time.
+3. Before a tick runs, the worker inserts (job, scheduled time) into `job_claims`; the primary key
+   lets exactly one of several workers (Heroku overlaps old and new dynos at every deploy) win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Engine
+
+from steward import db
+from steward.features import Clock, Job
+
+log = logging.getLogger("steward.scheduler")
+JOBS_TABLE = "apscheduler_jobs"
+CLAIMS_KEPT = dt.timedelta(days=7)
+
+
+def tick(name: str) -> None:
+    """The callable every persisted job names.
+
+    The job store keeps a textual reference to a function; the live work of a job belongs to the
+    running worker, so `TickExecutor` routes each job to the worker's tick for that name instead
+    of calling this. Reaching this function means the job ran outside a steward worker.
+    """
+    raise RuntimeError(f"job {name!r} must run inside the steward worker's scheduler")
+
+
+class TickExecutor(AsyncIOExecutor):
+    """Runs a job as `runner(name, scheduled_at)` on the event loop, with APScheduler's events."""
+
+    def __init__(self, runner: Callable[[str, dt.datetime], Awaitable[None]]) -> None:
+        super().__init__()
+        self._runner = runner
+
+    def _do_submit_job(self, job, run_times):
+        scheduled_at = run_times[-1]  # coalesced: the newest missed time stands for all
+
+        def done(future: asyncio.Future) -> None:
+            self._pending_futures.discard(future)
+            if future.cancelled():
+                return
+            if future.exception() is not None:
+                exc = future.exception()
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                event = JobExecutionEvent(
+                    EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, scheduled_at
+                )
+                self._run_job_success(job.id, [event])
+
+        future = self._eventloop.create_task(self._runner(job.id, scheduled_at))
+        future.add_done_callback(done)
+        self._pending_futures.add(future)
+
+
+def claim(engine: Engine, job: str, scheduled_at: dt.datetime, worker: str, now: dt.datetime):
+    """Insert the claim for one tick; True when this worker won it."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                db.job_claims.insert().values(
+                    job=job, scheduled_at=scheduled_at, claimed_by=worker, claimed_at=now
+                )
+            )
+        return True
+    except sa.exc.IntegrityError:
+        return False
+
+
+class Scheduler:
+    """The worker's schedule: register `Job`s, start, ask for next runs, stop gracefully."""
+
+    def __init__(self, engine: Engine, *, worker_id: str, clock: Clock = db.utcnow) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.clock = clock
+        self._ticks: dict[str, Job] = {}
+        self._running: set[asyncio.Task] = set()
+        self._stopping = False
+        self._aps = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
+            executors={"default": TickExecutor(self._run)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=dt.UTC,
+        )
+
+    def add(self, job: Job) -> None:
+        if job.name in self._ticks:
+            raise ValueError(f"two jobs are named {job.name!r}")
+        self._ticks[job.name] = job
+
+    async def start(self) -> None:
+        """Load the persisted jobs, reconcile them with the registered ones, and start ticking."""
+        self._aps.start(paused=True)
+        await asyncio.to_thread(self._reconcile)
+        self._aps.resume()
+
+    def _reconcile(self) -> None:
+        now = self.clock()
+        stored = {job.id: job for job in self._aps.get_jobs()}
+        for name, spec in self._ticks.items():
+            old = stored.pop(name, None)
+            if old is not None and getattr(old.trigger, "interval", None) == spec.every:
+                log.debug("job %s keeps its schedule: next run %s", name, old.next_run_time)
+                continue
+            # A new job (or a changed interval) runs once now, then every interval.
+            self._aps.add_job(
+                tick,
+                IntervalTrigger(seconds=spec.every.total_seconds(), start_date=now),
+                args=[name],
+                id=name,
+                name=name,
+                replace_existing=True,
+                next_run_time=now,
+            )
+            log.info("job %s scheduled every %s", name, spec.every)
+        for name in stored:  # a feature that was switched off leaves its job behind
+            self._aps.remove_job(name)
+            log.info("job %s removed: its feature is off", name)
+
+    async def _run(self, name: str, scheduled_at: dt.datetime) -> None:
+        spec = self._ticks.get(name)
+        if spec is None or self._stopping:
+            return
+        won = await asyncio.to_thread(
+            claim, self.engine, name, scheduled_at, self.worker_id, self.clock()
+        )
+        if not won:
+            log.info("tick %s @ %s already ran on another worker", name, scheduled_at.isoformat())
+            return
+        task = asyncio.current_task()
+        self._running.add(task)
+        try:
+            await spec.tick(scheduled_at)
+        except asyncio.CancelledError:
+            log.warning("tick %s @ %s cancelled at shutdown", name, scheduled_at.isoformat())
+            raise
+        except Exception:
+            log.exception("tick %s @ %s failed", name, scheduled_at.isoformat())
+        finally:
+            self._running.discard(task)
+
+    async def run_now(self, name: str) -> None:
+        """Run one tick of `name` at once (claimed under the current time), e.g. for the CLI."""
+        await self._run(name, self.clock())
+
+    def next_runs(self) -> dict[str, dt.datetime | None]:
+        """Job name -> next run time (UTC, None when paused), read from the job store table."""
+        return stored_next_runs(self.engine)
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Take no new ticks; let running ticks finish for `grace` seconds, then cancel them."""
+        self._stopping = True
+        if self._aps.running:
+            self._aps.pause()
+        running = list(self._running)
+        if running:
+            log.info("waiting up to %.0fs for %d running tick(s)", grace, len(running))
+            _done, late = await asyncio.wait(running, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    def prune_claims(self) -> int:
+        """Forget claims older than a week (the table would otherwise grow forever)."""
+        cutoff = self.clock() - CLAIMS_KEPT
+        with self.engine.begin() as conn:
+            result = conn.execute(db.job_claims.delete().where(db.job_claims.c.claimed_at < cutoff))
+        return result.rowcount or 0
+
+
+def stored_next_runs(engine: Engine) -> dict[str, dt.datetime | None]:
+    """Read next run times straight from the job store (works whether or not a worker runs)."""
+    table = sa.table(JOBS_TABLE, sa.column("id"), sa.column("next_run_time"))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.id, table.c.next_run_time)).all()
+    except sa.exc.OperationalError:
+        return {}  # no schema yet
+    return {
+        row.id: dt.datetime.fromtimestamp(row.next_run_time, dt.UTC)
+        if row.next_run_time is not None
+        else None
+        for row in rows
+    }
