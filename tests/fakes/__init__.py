@@ -1,0 +1,1 @@
+"""Fake external services (Telegram Bot API, X API): real HTTP servers on loopback for tests."""
