@@ -1,0 +1,1 @@
+"""Telegram: the bot application, access control, the outbox and its sender, formatting."""
