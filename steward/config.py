@@ -8,11 +8,13 @@ The seed bot's lowercase names (`consumer_key`, `template`, `timeout`, ...) are 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote, quote_plus
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -415,16 +417,27 @@ class Settings(BaseSettings):
     def database(self) -> str:
         return self.database_url.get_secret_value()
 
+    def effective_webhook_secret(self) -> str | None:
+        """WEBHOOK_SECRET, or one derived from the token so every dyno agrees without config."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret.get_secret_value()
+        if self.telegram_token is None:
+            return None
+        token = self.telegram_token.get_secret_value()
+        return hashlib.sha256(f"steward-webhook:{token}".encode()).hexdigest()[:48]
+
     def secrets(self) -> list[str]:
         """Every secret value this configuration holds (for log redaction)."""
-        found: list[str] = []
+        found: list[str] = [self.effective_webhook_secret() or ""]
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if isinstance(value, SecretStr):
+            # Of DATABASE_URL only the password is secret: a log line may name the store.
+            if isinstance(value, SecretStr) and name != "database_url":
                 found.append(value.get_secret_value())
         password = db.normalize_url(self.database).password
         if password:
-            found.append(str(password))
+            # As parsed, and as it may stand percent-encoded in the URL itself.
+            found += [str(password), quote(str(password), safe=""), quote_plus(str(password))]
         return [s for s in found if s and len(s) >= 4 and s != db.DEFAULT_DATABASE_URL]
 
 

@@ -102,6 +102,11 @@ def make_engine(url: str | URL) -> Engine:
             cur = conn.cursor()
             if url.database not in (None, "", ":memory:"):
                 cur.execute("PRAGMA journal_mode=WAL")
+                # In WAL mode NORMAL syncs at checkpoints instead of at every commit: a crash of
+                # the process loses nothing, only a power loss can lose the last commits, and
+                # each commit gets about five times cheaper (every outbox row and dialog answer
+                # is one). https://www.sqlite.org/pragma.html#pragma_synchronous
+                cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # The modules that declare tables on steward.db.metadata (imported by migrations and tests).
 STORE_MODULES = (
     "steward.telegram.store",
+    "steward.telegram.dialog_store",
     "steward.posting.store",
     "steward.training.store",
     "steward.monitoring.store",
@@ -48,6 +49,8 @@ class Services:
     engine: Engine
     outbox: Outbox
     clock: Clock
+    # The dialog engine (steward/telegram/dialogs.py): `await services.dialogs.start(name, ...)`.
+    dialogs: Any = None
     # Filled in by the worker once the scheduler exists: job name -> next run time (UTC) or None.
     next_runs: Callable[[], dict[str, dt.datetime | None]] = lambda: {}
     extra: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +85,8 @@ class Feature:
     summary: str
     commands: list[Command] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+    # Dialogs this feature's commands start: (name, async def fn(d), version).
+    dialogs: list[tuple[str, Callable[[Any], Awaitable[Any]], int]] = field(default_factory=list)
     # Called once at start (after migrations, before the first tick) and at stop.
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None

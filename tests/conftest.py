@@ -10,6 +10,9 @@ import sqlalchemy as sa
 
 from steward import db
 
+# Durations as timedelta in python-telegram-bot 22, as the worker runs it (steward/cli.py).
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 NO_PG = "TEST_DATABASE_URL is not set (CI sets it to the local PostgreSQL server)"
 

@@ -38,6 +38,10 @@ def run_bot(env: dict[str, str], *args: str, cwd: Path | None = None, timeout: f
         ({"TZ": "Mars/Olympus"}, "TZ", "IANA time zone"),
         ({"PORT": "70000"}, "PORT", "TCP port"),
         ({"timeout": "soon"}, "timeout", "alias of POST_INTERVAL"),
+        ({"CHECKS": "api=ftp://x"}, "CHECKS", "an http(s) URL, tcp://host:port"),
+        ({"CHECKS": "api=https://x.example interval=often"}, "CHECKS", "a duration like 30s"),
+        ({"CHECKS": '[{"name": "api"}]'}, "CHECKS", "api"),
+        ({"POST_TEMPLATE": "no slots here"}, "POST_TEMPLATE", "write %s or {word}"),
     ],
 )
 def test_it_stops_with_one_line_and_status_78_on_a_bad_value(tmp_path, env, variable, expected):
@@ -126,6 +130,9 @@ def test_config_command_prints_the_configuration_with_secrets_redacted(tmp_path)
         {
             "TELEGRAM_TOKEN": "123456:visible-if-broken-AAAA",
             "X_CONSUMER_KEY": "ck-hidden",
+            "X_CONSUMER_SECRET": "cs-hidden",
+            "X_ACCESS_TOKEN": "at-hidden",
+            "X_ACCESS_SECRET": "as-hidden",
             "DATABASE_URL": f"sqlite:///{tmp_path}/s.sqlite",
             "POST_INTERVAL": "7",
         },
@@ -133,6 +140,37 @@ def test_config_command_prints_the_configuration_with_secrets_redacted(tmp_path)
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert "visible-if-broken" not in result.stdout and "ck-hidden" not in result.stdout
+    for secret in ("visible-if-broken", "ck-hidden", "cs-hidden", "at-hidden", "as-hidden"):
+        assert secret not in result.stdout
     assert "POST_INTERVAL" in result.stdout and " 7" in result.stdout
     assert "posting:" in result.stdout and "monitoring:" in result.stdout
+    assert "training:" in result.stdout
+
+
+def test_config_command_shows_the_table_then_what_keeps_the_worker_from_starting(tmp_path):
+    env = {"X_CONSUMER_KEY": "ck-hidden", "DATABASE_URL": f"sqlite:///{tmp_path}/s.sqlite"}
+    result = run_bot(env, "config", cwd=tmp_path)
+    assert result.returncode == 78
+    assert "X_CONSUMER_KEY" in result.stdout and "ck-hidden" not in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("config error: X_CONSUMER_SECRET")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_of_the_database_url_only_the_password_is_secret_in_both_spellings():
+    url = "postgres://app:p%40ss-word@db.example.com/app"
+    secrets = load_settings({"DATABASE_URL": url}, env_file=None).secrets()
+    assert {"p@ss-word", "p%40ss-word"} <= set(secrets)
+    assert url not in secrets, "the rest of the URL may be logged, to say which store is used"
+
+
+def test_the_webhook_secret_derived_from_the_token_is_a_secret_too():
+    settings = load_settings({"TELEGRAM_TOKEN": "123456:token-value-AAAA"}, env_file=None)
+    derived = settings.effective_webhook_secret()
+    assert derived and len(derived) == 48 and derived in settings.secrets()
+    again = load_settings({"TELEGRAM_TOKEN": "123456:token-value-AAAA"}, env_file=None)
+    assert again.effective_webhook_secret() == derived, "every dyno derives the same one"
+    chosen = load_settings(
+        {"TELEGRAM_TOKEN": "123456:token-value-AAAA", "WEBHOOK_SECRET": "my-own-secret"},
+        env_file=None,
+    )
+    assert chosen.effective_webhook_secret() == "my-own-secret"

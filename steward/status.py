@@ -1,0 +1,52 @@
+"""What the worker is doing, as data: uptime, store, features, next runs, outbox backlog.
+
+Shared by `/status` in the chat and `python bot.py status` on the command line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from steward import __version__, db
+
+
+@dataclass(frozen=True)
+class FeatureStatus:
+    name: str
+    enabled: bool
+    summary: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    version: str
+    uptime: dt.timedelta | None
+    store: str
+    bot: str
+    features: tuple[FeatureStatus, ...]
+    next_runs: tuple[tuple[str, dt.datetime | None], ...]
+    outbox_pending: int
+    muted_until: dt.datetime | None = None
+
+
+def gather(world, chat_id: int | str | None = None) -> StatusReport:
+    """Collect the report (blocking: call from a thread)."""
+    now = world.services.clock()
+    features = tuple(
+        FeatureStatus(f.name, f.enabled, f.summary, tuple(f.status() if f.enabled else ()))
+        for f in world.features
+    )
+    runs = sorted(world.scheduler.next_runs().items())
+    outbox = world.outbox
+    return StatusReport(
+        version=__version__,
+        uptime=now - world.started_at,
+        store=db.describe(world.engine),
+        bot=world.mode,
+        features=features,
+        next_runs=tuple(runs),
+        outbox_pending=outbox.pending_count(),
+        muted_until=outbox.muted_until(chat_id) if chat_id is not None else None,
+    )
