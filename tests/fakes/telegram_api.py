@@ -194,6 +194,13 @@ class FakeTelegram(BotApiMethods):
         with self._lock:
             self._fail_next[method.lower()].extend([error] * count)
 
+    def set_conflict(self, on: bool) -> None:
+        """Answer every getUpdates with 409, as while another instance polls the token; a
+        long poll already waiting is ended at once."""
+        with self._arrived:
+            self.conflict = on
+            self._arrived.notify_all()
+
     def set_faults(
         self,
         rate: float = 0.3,

@@ -147,23 +147,33 @@ def post_updates(
 ) -> None:
     """Posts queued updates to the webhook, like Telegram, over a kept-alive connection."""
     conn: http.client.HTTPConnection | None = None
-    while (update := outgoing.get()) is not None:
-        hook = webhook()
-        if hook is None:
-            continue
-        url = urlsplit(hook["url"])
-        headers = {"Content-Type": "application/json"}
-        if hook.get("secret_token"):
-            headers["X-Telegram-Bot-Api-Secret-Token"] = hook["secret_token"]
-        for _ in range(20):  # Telegram retries too; the bot may still be starting
-            try:
-                if conn is None or (conn.host, conn.port) != (url.hostname, url.port):
-                    kind = http.client.HTTPSConnection if url.scheme == "https" else None
-                    conn = (kind or http.client.HTTPConnection)(url.hostname, url.port, timeout=10)
-                conn.request("POST", url.path or "/", json.dumps(update), headers)
-                conn.getresponse().read()
-                break
-            except (OSError, http.client.HTTPException):
-                conn = None
-                if stopping.wait(0.25):
-                    return
+    try:
+        while (update := outgoing.get()) is not None:
+            hook = webhook()
+            if hook is None:
+                continue
+            url = urlsplit(hook["url"])
+            headers = {"Content-Type": "application/json"}
+            if hook.get("secret_token"):
+                headers["X-Telegram-Bot-Api-Secret-Token"] = hook["secret_token"]
+            for _ in range(20):  # Telegram retries too; the bot may still be starting
+                try:
+                    if conn is None or (conn.host, conn.port) != (url.hostname, url.port):
+                        if conn is not None:
+                            conn.close()
+                        kind = http.client.HTTPSConnection if url.scheme == "https" else None
+                        conn = (kind or http.client.HTTPConnection)(
+                            url.hostname, url.port, timeout=10
+                        )
+                    conn.request("POST", url.path or "/", json.dumps(update), headers)
+                    conn.getresponse().read()
+                    break
+                except (OSError, http.client.HTTPException):
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    if stopping.wait(0.25):
+                        return
+    finally:
+        if conn is not None:
+            conn.close()

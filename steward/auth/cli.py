@@ -1,0 +1,50 @@
+"""`python auth_tool.py`: set up the accounts the worker uses, printing the lines to configure."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from steward.config import EXIT_CONFIG, ConfigError, load_settings
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python auth_tool.py",
+        description="Set up accounts: prints the config lines to paste into "
+        "`heroku config:set`, or writes them to .env with --env.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="command", required=True)
+    tg = sub.add_parser("telegram", help="check TELEGRAM_TOKEN and find your chat id and user id")
+    tg.add_argument("--env", action="store_true", help="write the values to .env")
+    tg.add_argument("--wait", type=float, default=120.0, help="seconds to wait for a message")
+    x = sub.add_parser("x", help="PIN OAuth for X: get the access token and secret")
+    x.add_argument(
+        "--reader",
+        action="store_true",
+        help="authorize the reader account (X_READER_ACCESS_TOKEN/_SECRET)",
+    )
+    x.add_argument("--env", action="store_true", help="write the values to .env")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("PTB_TIMEDELTA", "true")  # see steward/cli.py
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    env_file = Path(".env") if args.env else None
+    if args.command == "telegram":
+        from steward.auth.telegram import discover
+
+        return asyncio.run(discover(settings, wait=args.wait, env_file=env_file))
+    from steward.auth.x import run_x_auth
+
+    return run_x_auth(settings, reader=args.reader, env_file=env_file)

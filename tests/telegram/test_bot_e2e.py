@@ -1,0 +1,220 @@
+"""The bot end to end: `python bot.py` against the fake Bot API, as a user meets it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.fakes.telegram_api import FakeTelegram
+from tests.worker_process import ROOT, WorkerProcess, clean_env
+
+TOKEN = "123456:TEST-token-for-e2e"
+OWNER, STRANGER = 42, 666
+
+
+@pytest.fixture
+def fake():
+    with FakeTelegram(token=TOKEN, enforce_limits=False) as server:
+        yield server
+
+
+def bot_env(fake, tmp_path, **extra: str) -> dict[str, str]:
+    """A worker talking to the fake as OWNER's bot; `extra` adds or overrides variables."""
+    values = {
+        "TELEGRAM_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": fake.url,
+        "TELEGRAM_CHAT_ID": str(OWNER),
+        "ALLOWED_USERS": str(OWNER),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/steward.sqlite",
+    }
+    return clean_env(**(values | extra))
+
+
+def replies_to(fake, chat_id) -> list[dict]:
+    return [m for m in fake.messages(chat_id) if m["method"] == "sendMessage"]
+
+
+def test_an_allowed_users_status_gets_an_answer(fake, tmp_path):
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        fake.push_message(OWNER, OWNER, "/status")
+        assert fake.wait_for(
+            lambda f: any(
+                "steward" in m["text"] and "store" in m["text"] for m in replies_to(f, OWNER)
+            ),
+            timeout=15,
+        )
+        assert worker.terminate()[0] == 0
+
+
+def test_the_command_menu_is_published(fake, tmp_path):
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+    names = {c["command"] for c in fake.commands}
+    assert {"start", "help", "status", "mute", "unmute", "cancel"} <= names
+
+
+def test_a_stranger_gets_one_polite_refusal_and_nothing_else(fake, tmp_path):
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        for text in ("/status", "/help", "hello", "/runs"):
+            fake.push_message(STRANGER, STRANGER, text, username="mallory")
+        fake.push_message(OWNER, OWNER, "/help")  # a marker: once answered, all was handled
+        assert fake.wait_for(lambda f: replies_to(f, OWNER), timeout=15)
+        time.sleep(0.5)
+        worker.wait_for(rf"refused user {STRANGER}")
+    to_stranger = replies_to(fake, STRANGER)
+    assert len(to_stranger) == 1
+    assert to_stranger[0]["text"] == "Sorry, this bot is private."
+
+
+def test_a_group_message_is_ignored_by_default(fake, tmp_path):
+    fake.add_chat(-100, type="group", title="team")
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        fake.push_message(-100, OWNER, "/status", chat_type="group")
+        fake.push_message(OWNER, OWNER, "/help")
+        assert fake.wait_for(lambda f: replies_to(f, OWNER), timeout=15)
+        time.sleep(0.5)
+    assert replies_to(fake, -100) == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_update(port: int, update: dict, secret: str | None) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/telegram",
+        data=json.dumps(update).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    if secret is not None:
+        request.add_header("X-Telegram-Bot-Api-Secret-Token", secret)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+def test_webhook_mode_registers_the_secret_and_rejects_requests_without_it(fake, tmp_path):
+    port = free_port()
+    env = bot_env(
+        fake,
+        tmp_path,
+        WEBHOOK_URL=f"http://127.0.0.1:{port}",
+        PORT=str(port),
+        WEBHOOK_SECRET="s3cret_webhook-token",
+    )
+    with WorkerProcess(env, tmp_path) as worker:
+        worker.wait_ready()
+        assert fake.webhook["url"] == f"http://127.0.0.1:{port}/telegram"
+        assert fake.webhook["secret_token"] == "s3cret_webhook-token"
+        update = fake.push_message(OWNER, OWNER, "/help")  # the fake delivers it by webhook
+        assert fake.wait_for(lambda f: replies_to(f, OWNER), timeout=15)
+        forged = dict(update, update_id=update["update_id"] + 100)
+        assert post_update(port, forged, None) == 403
+        assert post_update(port, forged, "wrong") == 403
+        assert worker.terminate()[0] == 0
+        assert "s3cret_webhook-token" not in worker.output
+
+
+def test_409_storms_neither_crash_nor_flood_the_log(fake, tmp_path):
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        fake.set_conflict(True)
+        time.sleep(6)
+        fake.set_conflict(False)
+        fake.push_message(OWNER, OWNER, "/help")
+        assert fake.wait_for(lambda f: replies_to(f, OWNER), timeout=20)
+        assert worker.proc.poll() is None
+        conflicts = [line for line in worker.lines if "409 Conflict" in line]
+        assert 1 <= len(conflicts) <= 2, conflicts
+        assert worker.terminate()[0] == 0
+
+
+def test_an_invalid_token_stops_the_worker_with_a_clear_line(fake, tmp_path):
+    env = bot_env(fake, tmp_path, TELEGRAM_TOKEN="123456:WRONG-token")
+    with WorkerProcess(env, tmp_path) as worker:
+        assert worker.proc.wait(timeout=30) == 78
+    assert "TELEGRAM_TOKEN was rejected" in worker.output
+    assert "WRONG-token" not in worker.output
+
+
+def notify_from_another_process(tmp_path, text: str, key: str) -> None:
+    code = (
+        "import sys; from steward import db; from steward.telegram.outbox import Outbox;"
+        "from steward.telegram.formatting import esc;"
+        f"e = db.make_engine('sqlite:///{tmp_path}/steward.sqlite'); db.upgrade(e);"
+        f"Outbox(e, '{OWNER}').notify(esc(sys.argv[1]), key=sys.argv[2])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, text, key], check=True, cwd=ROOT, env=clean_env(), timeout=60
+    )
+
+
+def test_a_notification_survives_a_sigkill_before_it_was_sent_and_arrives_once(fake, tmp_path):
+    fake.set_faults(rate=1.0, kinds=("5xx",), methods=("sendMessage",), seed=1)
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        notify_from_another_process(tmp_path, "disk <almost> full & rising", "disk-1")
+        notify_from_another_process(tmp_path, "disk <almost> full & rising", "disk-1")
+        time.sleep(2)  # the sender tries and fails: Telegram answers 502
+        worker.kill()  # SIGKILL: no chance to clean up
+    fake.set_faults(rate=0.0)
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        # The killed worker's sender lease (15 s) must run out before this one sends.
+        assert fake.wait_for(
+            lambda f: any(m["text"] == "disk <almost> full & rising" for m in f.sent), timeout=30
+        )
+        time.sleep(1.5)
+        assert worker.terminate()[0] == 0
+    delivered = [m for m in fake.sent if m["text"] == "disk <almost> full & rising"]
+    assert len(delivered) == 1
+
+
+def test_no_secret_reaches_any_log_line_even_at_debug(fake, pg_url, tmp_path):
+    secret_db = pg_url.replace(
+        "postgresql+psycopg://postgres@", "postgresql://postgres:Pg-Secret-9977@"
+    )
+    assert "Pg-Secret-9977" in secret_db
+    secrets = {
+        "X_CONSUMER_KEY": "xck-Secret-1111",
+        "X_CONSUMER_SECRET": "xcs-Secret-2222",
+        "X_ACCESS_TOKEN": "xat-Secret-3333",
+        "X_ACCESS_SECRET": "xas-Secret-4444",
+        "WEBHOOK_SECRET": "whs-Secret-5555",
+    }
+    env = bot_env(
+        fake,
+        tmp_path,
+        LOG_LEVEL="DEBUG",
+        DATABASE_URL=secret_db,
+        X_API_URL="http://127.0.0.1:9",
+        **secrets,
+    )
+    with WorkerProcess(env, tmp_path, "migrate") as migrate:
+        assert migrate.proc.wait(timeout=60) == 0
+    with WorkerProcess(env, tmp_path) as worker:
+        worker.wait_ready()
+        fake.push_message(OWNER, OWNER, "/status")
+        fake.wait_for(lambda f: replies_to(f, OWNER), timeout=15)
+        time.sleep(1)
+        worker.terminate()
+    everything = worker.output + migrate.output
+    assert "HTTP Request" in worker.output or "getUpdates" in worker.output  # DEBUG is on
+    for value in [TOKEN, "Pg-Secret-9977", *secrets.values()]:
+        assert value not in everything, value
