@@ -1,0 +1,93 @@
+"""Routes a chat's messages and button presses to its open dialog, before any other handler."""
+
+from __future__ import annotations
+
+import asyncio
+
+from telegram import Update
+from telegram.ext import ApplicationHandlerStop, ContextTypes
+
+from steward.features import Command
+from steward.telegram.dialogs import ALLOWED_DURING, Answer, DialogEngine, parse_button
+
+
+class DialogRouter:
+    def __init__(self, dialogs: DialogEngine) -> None:
+        self.dialogs = dialogs
+
+    async def route(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat = update.effective_chat
+        if chat is None or update.effective_user is None:
+            return
+        query = update.callback_query
+        if query is not None:
+            if query.data and query.data.startswith("dlg:"):
+                await self._button(update, query)
+                raise ApplicationHandlerStop
+            return  # another feature's button: its own handler takes it
+        message = update.message  # not an edit of an earlier message: that is no new answer
+        if message is None:
+            return
+        row = await asyncio.to_thread(self.dialogs.open_dialog, chat.id)
+        if row is None or row["user_id"] != update.effective_user.id:
+            return  # no dialog here, or (in a group) someone else's: other handlers take it
+        text = message.text or ""
+        if text.startswith("/"):
+            command = text[1:].split(maxsplit=1)[0].split("@")[0].lower()
+            if command in ALLOWED_DURING:
+                return
+            await message.reply_text(
+                f"We are in the middle of /{row['name']}: answer the question above, "
+                "or send /cancel first."
+            )
+            raise ApplicationHandlerStop
+        if message.photo:
+            answer = Answer(photo=message.photo[-1].file_id, caption=message.caption)
+        elif message.text is not None:
+            answer = Answer(text=message.text)
+        else:
+            await message.reply_text("I can only take text or a photo here.")
+            raise ApplicationHandlerStop
+        if not await self.dialogs.answer(chat.id, answer):
+            # It ended meanwhile (timed out, or finished on another worker).
+            await message.reply_text("That conversation has ended; start it again if needed.")
+        raise ApplicationHandlerStop
+
+    async def _button(self, update: Update, query) -> None:
+        parsed = parse_button(query.data)
+        row = await asyncio.to_thread(self.dialogs.open_dialog, update.effective_chat.id)
+        if row is not None and row["user_id"] != update.effective_user.id:
+            await query.answer("This question is for someone else.")
+            return
+        if parsed is None or row is None or row["dialog_id"] != parsed[0]:
+            await query.answer("This question is closed.")
+            return
+        _dialog_id, question, choice = parsed
+        label = _label(query, choice)
+        if label is None:
+            await query.answer("This question is closed.")
+            return
+        accepted = await self.dialogs.answer(
+            update.effective_chat.id, Answer(text=label), question=question
+        )
+        await query.answer(label if accepted else "This question is closed.")
+
+    def cancel_command(self) -> Command:
+        async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            name = await self.dialogs.cancel(update.effective_chat.id)
+            if name is None:
+                await update.effective_message.reply_text("There is nothing to cancel.")
+
+        return Command("cancel", "end the conversation in progress", cancel)
+
+
+def _label(query, choice: int) -> str | None:
+    """The pressed button's label, read from the message's own keyboard."""
+    markup = query.message.reply_markup if query.message else None
+    if markup is None:
+        return None
+    buttons = [b for row in markup.inline_keyboard for b in row]
+    for button in buttons:
+        if button.callback_data == query.data:
+            return button.text
+    return None

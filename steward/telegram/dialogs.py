@@ -1,0 +1,405 @@
+"""Dialogs written as coroutines that survive restarts and move between worker processes.
+
+A dialog is an `async def` that receives a handle and asks and awaits:
+
+    async def rename(d: Dialog) -> None:
+        name = await d.ask("New name?", validate=non_empty)
+        if await d.ask(f"Rename to {name}?", choices=["Yes", "No"]) == "Yes":
+            await d.once(store_name, name)          # a side effect that must not repeat
+            await d.say("Done.")
+
+How it survives: no coroutine is kept between answers. Every answer (and every result of
+`d.once`) is appended to a log stored in the `dialogs` table. When the next answer arrives, in
+this process or another one sharing the database, the coroutine is run again from the top and
+each `ask` returns the logged answer instead of waiting; `say` and `once` are skipped while
+replaying (`once` returns its logged result). When the replay reaches the first question without
+an answer, the question is sent and the run is abandoned until the next answer. So a dialog costs
+one table row while it waits, a restart loses nothing, and side effects happen once.
+
+The rules that follow (documented for people writing dialogs):
+1. The code between questions must be deterministic given the answers: read clocks, random
+   numbers and the database through `d.once(...)`, whose result is logged and replayed.
+2. One dialog per chat. While one is open, /cancel ends it, /help and /status still work, and any
+   other command is answered "finish or /cancel first" rather than silently dropped.
+3. Each question waits `timeout` seconds (default DIALOG_TIMEOUT); then the dialog ends with a
+   message saying so.
+4. An answer the validator rejects is answered with the validator's sentence and the question is
+   asked again; the rejected answer stays in the log and is skipped on replay.
+5. Bump `version` when a dialog's questions change. A dialog started under another version, or
+   whose replay no longer matches its log, is ended with an apology instead of crashing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from steward import db
+from steward.features import Clock
+from steward.telegram.dialog_store import dialogs
+from steward.telegram.formatting import esc
+
+log = logging.getLogger("steward.dialogs")
+
+Validator = Callable[[str], Any]  # returns the parsed value or raises ValueError("sentence")
+DialogFn = Callable[["Dialog"], Awaitable[Any]]
+SORRY_CHANGED = (
+    "Sorry, this conversation was changed by an update since it started, so I had to end it. "
+    "Please start it again."
+)
+SORRY_FAILED = "Sorry, something went wrong in this conversation, so I ended it. It was logged."
+ALLOWED_DURING = ("cancel", "help", "status")
+
+
+class _Suspend(BaseException):
+    """Unwinds the coroutine at an unanswered question (BaseException: `except Exception` in a
+    dialog must not swallow it)."""
+
+
+class DialogChanged(Exception):
+    """The replay no longer matches the stored log: the dialog's code changed."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str | None = None
+    photo: str | None = None  # Telegram file_id of the largest size
+    caption: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in (("t", self.text), ("p", self.photo), ("c", self.caption)) if v}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Answer:
+        return cls(text=data.get("t"), photo=data.get("p"), caption=data.get("c"))
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    fn: DialogFn
+    version: int = 1
+
+
+@dataclass
+class _Output:
+    text: str
+    buttons: list[list[tuple[str, str]]] | None = None
+
+
+@dataclass
+class _Run:
+    """One replay of a dialog's coroutine against its log."""
+
+    row: dict
+    log: list[dict]
+    default_timeout: float
+    cursor: int = 0
+    question: int = 0
+    outputs: list[_Output] = field(default_factory=list)
+    timeout: float | None = None
+    checkpoint: Callable[[], Awaitable[bool]] | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.cursor >= len(self.log)
+
+    def next_entry(self) -> dict | None:
+        if self.cursor >= len(self.log):
+            return None
+        entry = self.log[self.cursor]
+        self.cursor += 1
+        return entry
+
+
+class Dialog:
+    """The handle a dialog coroutine receives."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self.chat_id: str = run.row["chat_id"]
+        self.user_id: int = run.row["user_id"]
+        self.args: list[str] = list(run.row["args"])
+
+    async def ask(
+        self,
+        text: str,
+        *,
+        choices: Sequence[str] | None = None,
+        validate: Validator | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send `text` (HTML) and return the answer: a choice, or what `validate` returns."""
+        return self._await_answer(text, choices=choices, validate=validate, timeout=timeout)
+
+    async def wait_for_photo(self, text: str, *, timeout: float | None = None) -> Answer:
+        """Ask for a photo; returns the Answer with its file_id and caption."""
+
+        def photo(answer: Answer) -> Answer:
+            if not answer.photo:
+                raise ValueError("Please send a photo.")
+            return answer
+
+        return self._await_answer(text, raw=photo, timeout=timeout)
+
+    async def say(self, text: str) -> None:
+        """Send `text` (HTML) once: skipped when replaying."""
+        if self._run.live:
+            self._run.outputs.append(_Output(text))
+
+    async def once(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a side effect once across replays; its (JSON-serialisable) result is logged."""
+        run = self._run
+        entry = run.next_entry()
+        if entry is not None:
+            if "e" not in entry:
+                raise DialogChanged("a side effect stands where the log has an answer")
+            return entry["e"]
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            result = await result
+        run.log.append({"e": result})
+        run.cursor = len(run.log)
+        # Record the result at once: a crash later in this run must not repeat the effect.
+        if run.checkpoint is not None and not await run.checkpoint():
+            raise DialogChanged("another process advanced this dialog during a side effect")
+        return result
+
+    def _await_answer(self, text, *, choices=None, validate=None, raw=None, timeout=None):
+        run = self._run
+        run.question += 1
+        buttons = _buttons(run.row["dialog_id"], run.question, choices)
+        while True:
+            entry = run.next_entry()
+            if entry is None:  # the first question without an answer: ask it and wait
+                run.outputs.append(_Output(text, buttons))
+                run.timeout = timeout
+                raise _Suspend
+            if "a" not in entry:
+                raise DialogChanged("an answer stands where the log has a side effect")
+            answer = Answer.from_json(entry["a"])
+            try:
+                return _check(answer, choices, validate, raw)
+            except ValueError as exc:
+                if run.live:  # the answer just received: explain and ask again
+                    run.outputs.append(_Output(f"{esc(exc)}\n\n{text}", buttons))
+                    run.timeout = timeout
+                    raise _Suspend from None
+                # an old rejected answer: it was explained back then; skip it
+
+
+def _check(answer: Answer, choices, validate, raw) -> Any:
+    if raw is not None:
+        return raw(answer)
+    if answer.text is None:
+        raise ValueError("Please answer with text.")
+    text = answer.text.strip()
+    if choices:
+        for choice in choices:
+            if text.casefold() == choice.casefold():
+                return choice
+        raise ValueError("Please choose one of: " + ", ".join(choices) + ".")
+    return validate(text) if validate is not None else text
+
+
+def _buttons(dialog_id: str, question: int, choices) -> list[list[tuple[str, str]]] | None:
+    if not choices:
+        return None
+    row = [(c, f"dlg:{dialog_id}:{question}:{i}") for i, c in enumerate(choices)]
+    return [row[i : i + 3] for i in range(0, len(row), 3)]
+
+
+def parse_button(data: str) -> tuple[str, int, int] | None:
+    """`dlg:<dialog id>:<question>:<choice>` -> parts, or None for other buttons."""
+    parts = data.split(":")
+    if len(parts) != 4 or parts[0] != "dlg" or not parts[2].isdigit() or not parts[3].isdigit():
+        return None
+    return parts[1], int(parts[2]), int(parts[3])
+
+
+class DialogEngine:
+    """Starts dialogs, feeds them answers, cancels and expires them. Knows nothing of Telegram:
+    its messages go through the outbox."""
+
+    def __init__(
+        self, engine: Engine, outbox, *, clock: Clock = db.utcnow, default_timeout: float = 600.0
+    ) -> None:
+        self.engine = engine
+        self.outbox = outbox
+        self.clock = clock
+        self.default_timeout = default_timeout
+        self.specs: dict[str, Spec] = {}
+
+    def register(self, name: str, fn: DialogFn, *, version: int = 1) -> None:
+        self.specs[name] = Spec(name, fn, version)
+
+    # Reading ---------------------------------------------------------------------------------
+    def open_dialog(self, chat_id: int | str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(dialogs).where(dialogs.c.chat_id == str(chat_id)))
+            found = row.mappings().first()
+        return dict(found) if found else None
+
+    # Writing ---------------------------------------------------------------------------------
+    async def start(self, name: str, chat_id: int | str, user_id: int, args=()) -> bool:
+        """Open dialog `name` in the chat; False when one is already open there."""
+        spec = self.specs[name]
+        now = self.clock()
+        row = {
+            "chat_id": str(chat_id),
+            "dialog_id": uuid.uuid4().hex[:16],
+            "name": name,
+            "code_version": spec.version,
+            "user_id": user_id,
+            "args": list(args),
+            "log": [],
+            "rev": 0,
+            "question": 0,
+            "expires_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            await asyncio.to_thread(self._insert, row)
+        except sa.exc.IntegrityError:
+            return False
+        log.info("dialog %s started in chat %s", name, chat_id)
+        await self._advance(row, None)
+        return True
+
+    def _insert(self, row: dict) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(dialogs.insert().values(**row))
+
+    async def answer(self, chat_id: int | str, answer: Answer, *, question: int | None = None):
+        """Feed an answer to the chat's open dialog. Returns False when none is open, or when a
+        button belongs to a question that is no longer the open one."""
+        for _attempt in range(5):
+            row = await asyncio.to_thread(self.open_dialog, chat_id)
+            if row is None:
+                return False
+            if question is not None and question != row["question"]:
+                return False
+            if await self._advance(row, answer):
+                return True
+        log.warning("dialog in chat %s: gave up after repeated concurrent updates", chat_id)
+        return False
+
+    async def cancel(self, chat_id: int | str, *, reason: str = "Cancelled.") -> str | None:
+        """End the chat's dialog; returns its name, or None when there was none."""
+        row = await asyncio.to_thread(self.open_dialog, chat_id)
+        if row is None or not await asyncio.to_thread(self._finish, row, [_Output(reason)]):
+            return None
+        log.info("dialog %s in chat %s cancelled", row["name"], chat_id)
+        return row["name"]
+
+    async def expire(self) -> int:
+        """End every dialog whose open question has waited past its timeout."""
+        rows = await asyncio.to_thread(self._expired, self.clock())
+        ended = 0
+        for row in rows:
+            note = (
+                f"No answer in time, so I closed this conversation. "
+                f"Start it again with /{esc(row['name'])}."
+            )
+            if await asyncio.to_thread(self._finish, dict(row), [_Output(note)]):
+                ended += 1
+                log.info("dialog %s in chat %s timed out", row["name"], row["chat_id"])
+        return ended
+
+    def _expired(self, now: dt.datetime) -> list[dict]:
+        with self.engine.connect() as conn:  # in a thread: a big read must not stall the loop
+            rows = conn.execute(sa.select(dialogs).where(dialogs.c.expires_at < now)).mappings()
+            return [dict(row) for row in rows]
+
+    async def _advance(self, row: dict, answer: Answer | None) -> bool:
+        """Replay the dialog with `answer` appended; persist and send. False on a lost race."""
+        spec = self.specs.get(row["name"])
+        entries = list(row["log"]) + ([{"a": answer.to_json()}] if answer else [])
+        if spec is None or spec.version != row["code_version"]:
+            return await asyncio.to_thread(self._finish, row, [_Output(SORRY_CHANGED)])
+        run = _Run(row, entries, self.default_timeout)
+        run.checkpoint = lambda: asyncio.to_thread(self._checkpoint, row, run)
+        try:
+            await spec.fn(Dialog(run))
+        except _Suspend:
+            return await asyncio.to_thread(self._save, row, run)
+        except DialogChanged as exc:
+            log.warning(
+                "dialog %s in chat %s no longer matches its log: %s",
+                row["name"],
+                row["chat_id"],
+                exc,
+            )
+            return await asyncio.to_thread(self._finish, row, [_Output(SORRY_CHANGED)])
+        except Exception:
+            log.exception("dialog %s in chat %s failed", row["name"], row["chat_id"])
+            return await asyncio.to_thread(self._finish, row, run.outputs + [_Output(SORRY_FAILED)])
+        log.info("dialog %s in chat %s finished", row["name"], row["chat_id"])
+        return await asyncio.to_thread(self._finish, row, run.outputs)
+
+    def _save(self, row: dict, run: _Run) -> bool:
+        now = self.clock()
+        timeout = run.timeout if run.timeout is not None else self.default_timeout
+        values = {
+            "log": run.log,
+            "rev": row["rev"] + 1,
+            "question": run.question,
+            "expires_at": now + dt.timedelta(seconds=timeout) if timeout else None,
+            "updated_at": now,
+        }
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                dialogs.update()
+                .where(dialogs.c.chat_id == row["chat_id"], dialogs.c.rev == row["rev"])
+                .values(**values)
+            )
+            if done.rowcount != 1:
+                return False
+            self._send(conn, row, run.outputs)
+        self.outbox.wake()
+        row.update(values)
+        return True
+
+    def _checkpoint(self, row: dict, run: _Run) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                dialogs.update()
+                .where(dialogs.c.chat_id == row["chat_id"], dialogs.c.rev == row["rev"])
+                .values(log=run.log, rev=row["rev"] + 1, updated_at=self.clock())
+            )
+        if done.rowcount == 1:
+            row["rev"] += 1
+            return True
+        return False
+
+    def _finish(self, row: dict, outputs: list[_Output]) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                dialogs.delete().where(
+                    dialogs.c.chat_id == row["chat_id"], dialogs.c.rev == row["rev"]
+                )
+            )
+            if done.rowcount != 1:
+                return False
+            self._send(conn, row, outputs, final=True)
+        self.outbox.wake()
+        return True
+
+    def _send(self, conn, row: dict, outputs: list[_Output], final: bool = False) -> None:
+        # Messages are written to the outbox in the same transaction as the dialog's new state,
+        # so a crash can neither advance the dialog without its question nor send it twice.
+        for i, out in enumerate(outputs):
+            key = f"dlg:{row['dialog_id']}:{row['rev']}:{'f' if final else ''}{i}"
+            self.outbox.notify_in(
+                conn, out.text, chat_id=row["chat_id"], key=key, buttons=out.buttons
+            )
