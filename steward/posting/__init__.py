@@ -1,0 +1,1 @@
+"""Posting: compose posts from templates and words, publish them to X and a Telegram channel."""

@@ -1,0 +1,138 @@
+"""Publishers: the one interface every place a post can go to (X, a Telegram channel, a dry run).
+
+A publisher has a `name` (the post's channel in the store) and one method, `publish(text, key)`,
+which returns `Published` or raises `PublishError` saying whether trying again could help. `key`
+is the post's id in the store; a publisher that can deliver idempotently uses it so that a retry
+after a crash never posts twice. A new network (Mastodon, Bluesky) is one more class here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import requests
+import sqlalchemy as sa
+import tweepy
+
+from steward.posting import textcount
+from steward.posting.x_client import Kind, classify
+from steward.telegram.formatting import esc
+
+if TYPE_CHECKING:
+    from steward.telegram.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Published:
+    remote_id: str | None  # the post's id where it went (None for a dry run)
+    url: str | None = None
+
+
+class PublishError(Exception):
+    """A post that did not go out. `permanent`: the same text will never go out there, so do
+    not retry it; `duplicate`: the channel already has this text; `auth`: the credentials are
+    wrong or revoked (every post will fail until a person fixes them); `retry_at`: not before."""
+
+    def __init__(
+        self,
+        reason: str = "",
+        *,
+        permanent: bool,
+        duplicate: bool = False,
+        retry_at: dt.datetime | None = None,
+        auth: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason, self.permanent, self.duplicate = reason, permanent, duplicate
+        self.retry_at, self.auth = retry_at, auth
+
+
+class Publisher(Protocol):
+    name: str
+
+    def publish(self, text: str, key: str) -> Published: ...
+
+
+class XPublisher:
+    """Posts to X with a user-context tweepy Client (see x_client.make_client). Blocking."""
+
+    name = "x"
+
+    def __init__(self, client: tweepy.Client) -> None:
+        self.client = client
+        self._username: str | None = None
+
+    def publish(self, text: str, key: str) -> Published:
+        # X has no idempotency key: the store's pending row is what prevents a second attempt.
+        if not textcount.fits(text, "x"):
+            raise PublishError(
+                f"the text is {textcount.x_length(text)} characters as X counts them "
+                f"(at most {textcount.X_LIMIT}, no control characters)",
+                permanent=True,
+            )
+        try:
+            response = self.client.create_tweet(text=text, user_auth=True)
+        except (tweepy.TweepyException, requests.RequestException) as exc:
+            error = classify(exc)
+            raise PublishError(
+                error.reason,
+                permanent=error.permanent,
+                duplicate=error.kind is Kind.DUPLICATE,
+                retry_at=error.retry_at,
+                auth=error.kind is Kind.AUTH,
+            ) from exc
+        post_id = str(response.data["id"])
+        return Published(post_id, f"https://x.com/{self._account()}/status/{post_id}")
+
+    def _account(self) -> str:
+        """The account's @name for links; "i" (X's own alias) until it is known."""
+        if self._username is None:
+            try:
+                self._username = self.client.get_me(user_auth=True).data.username
+            except (tweepy.TweepyException, requests.RequestException) as exc:
+                # The post is out; a link through X's alias is better than a failed publish.
+                log.warning("x: could not look up the account name: %s", classify(exc).reason)
+                return "i"
+        return self._username
+
+
+class TelegramChannelPublisher:
+    """Posts to a Telegram channel or group through the outbox, which sends each key once."""
+
+    name = "telegram"
+
+    def __init__(self, outbox: Outbox, chat: str | int) -> None:
+        self.outbox, self.chat = outbox, chat
+
+    def publish(self, text: str, key: str) -> Published:
+        if not textcount.fits(text, "telegram"):
+            raise PublishError(
+                f"the text is {textcount.telegram_length(text)} characters "
+                f"(Telegram takes at most {textcount.TELEGRAM_LIMIT})",
+                permanent=True,
+            )
+        try:
+            row = self.outbox.notify(esc(text), chat_id=self.chat, key=f"post:{key}")
+        except sa.exc.SQLAlchemyError as exc:
+            reason = f"the outbox could not store the post: {type(exc).__name__}"
+            raise PublishError(reason, permanent=False) from exc
+        # The message is queued, not sent: its Telegram id is not known yet; the outbox row is.
+        return Published(f"outbox:{row}", None)
+
+
+class DryRunPublisher:
+    """Publishes nowhere: logs what would have been posted (to try templates without posting)."""
+
+    name = "dry-run"
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.log = logger or log
+
+    def publish(self, text: str, key: str) -> Published:
+        self.log.info("would post: %s", text)
+        return Published(None, None)

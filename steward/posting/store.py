@@ -1,0 +1,204 @@
+"""Posting's table: every post made, per channel, from pending to sent or failed; and its cursors.
+
+Kept identical in shape to the Alembic revision 0003_posting. A post is recorded as `pending`
+before it is published, so a restart neither loses nor repeats it; `(text_hash, channel)` is
+unique, so of two workers recording the same text for a channel one gets the row and the other
+nothing. The text hash is over the normalized text (NFKC, casefolded, whitespace collapsed):
+"Hello  World" and "hello world" are the same post to a reader, and to X's duplicate check.
+Small values that must survive a restart (the reader timeline's cursor and words) live in the
+shared `state` table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from steward import db
+from steward.db import UTCDateTime, metadata
+
+CHANNELS = ("x", "telegram", "dry-run")
+STATES = ("pending", "sent", "failed", "skipped")
+
+posts = sa.Table(
+    "posts",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("text_hash", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("remote_id", sa.String(64), nullable=True),
+    sa.Column("url", sa.String(500), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.Column("tick", UTCDateTime(), nullable=True),
+    # Leading with text_hash, it also serves "was this text ever used" lookups.
+    sa.UniqueConstraint("text_hash", "channel", name="uq_posts_text_hash_channel"),
+    sa.Index("ix_posts_state_id", "state", "id"),
+    sa.Index("ix_posts_channel_created_at", "channel", "created_at"),
+)
+
+
+@dataclass(frozen=True)
+class Post:
+    id: int
+    text: str
+    text_hash: str
+    channel: str
+    state: str
+    remote_id: str | None
+    url: str | None
+    error: str | None
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+    tick: dt.datetime | None
+
+
+def normalize(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def text_hash(text: str) -> str:
+    """The key two texts share when a reader would call them the same post."""
+    return hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _used_query(channels: tuple[str, ...] | None) -> sa.Select:
+    """Built once per channel set: building the statement costs more than running it."""
+    query = sa.select(posts.c.text_hash).where(
+        posts.c.text_hash.in_(sa.bindparam("hashes", expanding=True))
+    )
+    if channels is not None:
+        query = query.where(posts.c.channel.in_(channels))
+    return query.distinct()
+
+
+def used_hashes(
+    conn: Connection, hashes: Iterable[str], channels: Iterable[str] | None = None
+) -> set[str]:
+    """Which of `hashes` were already recorded (on any of `channels`; None means any channel)."""
+    wanted = list(hashes)
+    if not wanted:
+        return set()
+    key = None if channels is None else tuple(sorted(set(channels)))
+    return set(conn.scalars(_used_query(key), {"hashes": wanted}))
+
+
+def is_used(conn: Connection, text_hash: str, channels: Iterable[str] | None = None) -> bool:
+    return bool(used_hashes(conn, [text_hash], channels))
+
+
+def record_pending(
+    conn: Connection,
+    *,
+    text: str,
+    channel: str,
+    now: dt.datetime,
+    tick: dt.datetime | None = None,
+) -> int | None:
+    """Record a post about to be published; None when this text was already recorded there."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    values = {
+        "text": text,
+        "text_hash": text_hash(text),
+        "channel": channel,
+        "state": "pending",
+        "created_at": now,
+        "tick": tick,
+    }
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    query = insert(posts).values(**values).on_conflict_do_nothing().returning(posts.c.id)
+    return conn.scalar(query)
+
+
+def _finish(conn: Connection, post_id: int, state: str, **values: Any) -> bool:
+    """Move a pending post to its end state; False when it was not pending (someone else did)."""
+    query = (
+        sa.update(posts)
+        .where(posts.c.id == post_id, posts.c.state == "pending")
+        .values(state=state, **values)
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def mark_sent(
+    conn: Connection,
+    post_id: int,
+    *,
+    now: dt.datetime,
+    remote_id: str | None = None,
+    url: str | None = None,
+) -> bool:
+    return _finish(conn, post_id, "sent", sent_at=now, remote_id=remote_id, url=url)
+
+
+def mark_failed(conn: Connection, post_id: int, *, error: str) -> bool:
+    return _finish(conn, post_id, "failed", error=error)
+
+
+def mark_skipped(conn: Connection, post_id: int, *, reason: str) -> bool:
+    """A post deliberately not published (the monthly cap, a paused channel)."""
+    return _finish(conn, post_id, "skipped", error=reason)
+
+
+def month_count(conn: Connection, month_start: dt.datetime, channel: str = "x") -> int:
+    """Posts on `channel` sent or on their way since `month_start` (for POST_MONTHLY_LIMIT)."""
+    query = sa.select(sa.func.count()).where(
+        posts.c.channel == channel,
+        posts.c.state.in_(("pending", "sent")),
+        posts.c.created_at >= month_start,
+    )
+    return int(conn.scalar(query) or 0)
+
+
+def _post(row: Any) -> Post:
+    return Post(**{c.name: getattr(row, c.name) for c in posts.columns})
+
+
+def recent(conn: Connection, limit: int = 10) -> list[Post]:
+    """The newest posts first, on every channel and in every state."""
+    query = sa.select(posts).order_by(posts.c.id.desc()).limit(limit)
+    return [_post(r) for r in conn.execute(query)]
+
+
+def pending(conn: Connection, channel: str | None = None) -> list[Post]:
+    """Posts recorded but not yet published (left by a stop mid-tick), oldest first."""
+    query = sa.select(posts).where(posts.c.state == "pending").order_by(posts.c.id)
+    if channel is not None:
+        query = query.where(posts.c.channel == channel)
+    return [_post(r) for r in conn.execute(query)]
+
+
+# -- small persistent values ---------------------------------------------------------------
+
+
+def load_value(conn: Connection, key: str) -> Any:
+    return conn.scalar(sa.select(db.state.c.value).where(db.state.c.key == key))
+
+
+def save_value(conn: Connection, key: str, value: Any, now: dt.datetime) -> None:
+    updated = conn.execute(
+        sa.update(db.state).where(db.state.c.key == key).values(value=value, updated_at=now)
+    )
+    if updated.rowcount == 0:
+        conn.execute(sa.insert(db.state).values(key=key, value=value, updated_at=now))

@@ -1,0 +1,166 @@
+"""/post, /posts, /pause_posting, /resume_posting: renders, the dialog, the bot end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import pytest
+
+from steward.posting.commands import (
+    POST_DIALOG_VERSION,
+    post_dialog,
+    render_draft,
+    render_outcomes,
+    render_posts,
+)
+from steward.posting.store import Post
+from steward.telegram.dialogs import Answer, DialogEngine
+from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.x_api import FakeX
+from tests.posting.helpers import Clock, outbox_rows, poster, rows, x_env
+from tests.worker_process import WorkerProcess, clean_env
+
+CHAT, USER = 1000, 42
+TOKEN = "123456:TEST-token-for-posting"
+
+
+@pytest.fixture
+def fake():
+    with FakeX(consumer_key="ck", consumer_secret="cs") as server:
+        server.add_user("42", "alice", "42-token", "42-secret")
+        yield server
+
+
+def test_the_outcome_says_where_the_post_went_with_links_and_escapes_errors():
+    text = render_outcomes(
+        [
+            {"channel": "x", "state": "sent", "url": "https://x.com/alice/status/7"},
+            {"channel": "telegram", "state": "sent", "url": None},
+            {"channel": "x", "state": "pending", "error": "X said <no>"},
+        ],
+        "@mychannel",
+    )
+    assert '<a href="https://x.com/alice/status/7">posted</a>' in text
+    assert '<a href="https://t.me/mychannel">queued for the channel</a>' in text
+    assert "X said &lt;no&gt;" in text
+
+
+def test_the_draft_is_escaped_and_a_dry_run_says_so():
+    draft = render_draft("a <b>bold</b> & odd post", ["dry-run"], None)
+    assert "a &lt;b&gt;bold&lt;/b&gt; &amp; odd post" in draft
+    assert "X_CONSUMER_KEY" in draft
+
+
+def test_the_post_list_shows_state_time_channel_text_and_link():
+    at = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+    post = Post(
+        1, "hi <there>", "h", "x", "sent", "9", "https://x.com/a/status/9", None, at, at, at
+    )
+    text = render_posts([post], dt.UTC, None)
+    assert "✅ 2026-05-01 12:00 UTC · X · hi &lt;there&gt;" in text
+    assert '<a href="https://x.com/a/status/9">link</a>' in text
+    assert "No posts yet" in render_posts([], dt.UTC, None)
+
+
+def dialog_engine(engine, clock, p) -> DialogEngine:
+    dialogs = DialogEngine(engine, p.outbox, clock=clock)
+    dialogs.register("post", post_dialog(p), version=POST_DIALOG_VERSION)
+    return dialogs
+
+
+def drafts(engine) -> list[str]:
+    found = []
+    for row in outbox_rows(engine):
+        if row.text and row.text.startswith("<b>Draft</b>"):
+            found.append(row.text.split("\n\n", 1)[1])
+    return found
+
+
+async def test_post_shows_a_draft_another_replaces_it_and_post_publishes_it_once(engine, fake):
+    clock = Clock()
+    p = poster(engine, clock, **x_env(fake))
+    dialogs = dialog_engine(engine, clock, p)
+    assert await dialogs.start("post", CHAT, USER)
+    assert len(drafts(engine)) == 1
+    assert outbox_rows(engine)[-1].buttons == [
+        [
+            [label, f"dlg:{dialogs.open_dialog(CHAT)['dialog_id']}:1:{i}"]
+            for i, label in enumerate(["Post", "Another", "Cancel"])
+        ]
+    ]
+    assert await dialogs.answer(CHAT, Answer(text="Another"))
+    first, second = drafts(engine)
+    assert await dialogs.answer(CHAT, Answer(text="Post"))
+    assert [post["text"] for post in fake.posts] == [second.replace("&amp;", "&")]
+    assert f"https://x.com/alice/status/{fake.posts[0]['id']}" in outbox_rows(engine)[-1].text
+    assert dialogs.open_dialog(CHAT) is None
+    assert not await dialogs.answer(CHAT, Answer(text="Post")), "nothing left to replay"
+    assert len(fake.posts) == 1
+
+
+async def test_cancel_ends_the_dialog_without_posting(engine, fake):
+    clock = Clock()
+    p = poster(engine, clock, **x_env(fake))
+    dialogs = dialog_engine(engine, clock, p)
+    await dialogs.start("post", CHAT, USER)
+    await dialogs.answer(CHAT, Answer(text="Cancel"))
+    assert fake.posts == [] and rows(engine) == []
+    assert "nothing was posted" in outbox_rows(engine)[-1].text
+
+
+# -- the bot as a user meets it ----------------------------------------------------------------
+
+
+def markup(message: dict) -> list[list[dict]]:
+    raw = message["reply_markup"]
+    return (json.loads(raw) if isinstance(raw, str) else raw)["inline_keyboard"]
+
+
+def press(telegram: FakeTelegram, message: dict, label: str) -> None:
+    button = next(b for row in markup(message) for b in row if b["text"] == label)
+    telegram.push_callback(CHAT, USER, button["callback_data"], message["message_id"])
+
+
+def texts(telegram: FakeTelegram) -> list[str]:
+    return [m["text"] for m in telegram.messages(CHAT)]
+
+
+def test_the_post_dialog_and_the_posting_commands_end_to_end(tmp_path, fake):
+    pytest.importorskip("steward.training.job", reason="the worker needs every feature to start")
+    with FakeTelegram(token=TOKEN, enforce_limits=False) as telegram:
+        env = clean_env(
+            TELEGRAM_TOKEN=TOKEN,
+            TELEGRAM_API_URL=telegram.url,
+            TELEGRAM_CHAT_ID=str(CHAT),
+            ALLOWED_USERS=str(USER),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'steward.sqlite'}",
+            POST_INTERVAL="600",
+            **x_env(fake),
+        )
+        with WorkerProcess(env, tmp_path) as worker:
+            worker.wait_ready()
+            worker.wait_for(r"tick of .*: 1 sent")  # a new job's first tick runs at start
+            ticked = len(fake.posts)
+            telegram.push_message(CHAT, USER, "/post")
+            assert telegram.wait_for(lambda f: any(t.startswith("Draft") for t in texts(f)), 15)
+            draft = next(m for m in telegram.messages(CHAT) if m["text"].startswith("Draft"))
+            press(telegram, draft, "Another")
+            assert telegram.wait_for(
+                lambda f: sum(t.startswith("Draft") for t in texts(f)) == 2, 15
+            )
+            second = [m for m in telegram.messages(CHAT) if m["text"].startswith("Draft")][-1]
+            press(telegram, second, "Post")
+            assert telegram.wait_for(lambda f: "X: posted" in texts(f)[-1], 15)
+            press(telegram, second, "Post")  # a second press of an answered question
+            telegram.push_message(CHAT, USER, "/pause_posting")
+            assert telegram.wait_for(lambda f: "Posting paused" in texts(f)[-1], 15)
+            telegram.push_message(CHAT, USER, "/posts")
+            assert telegram.wait_for(lambda f: texts(f)[-1].startswith("Last "), 15)
+            assert worker.terminate()[0] == 0
+    assert len(fake.posts) == ticked + 1, "one post from the dialog, however often pressed"
+    assert fake.posts[-1]["text"] in second["text"]
+    listed = telegram.messages(CHAT)[-1]
+    assert f"Last {ticked + 1} posts" in listed["text"]
+    assert re.search(r"x\.com/alice/status/\d+", listed["html"] or "")
