@@ -1,0 +1,172 @@
+"""One monitoring tick over 1,000 HTTP targets, and the /week chart.
+
+1. Tick: 1,000 targets on loopback (each its own origin, 127.0.x.y, served by an asyncio
+   server in a subprocess so it does not share our GIL). steward's Runner (asyncio, httpx, at
+   most 100 in flight) next to the seed's way: a multiprocessing Pool of nine workers doing the
+   same requests with `requests`, one at a time per worker.
+   Goal: the tick under 2 s on 2 cores.
+2. Chart: the /week view of three checks from 2,016 samples each (5-minute samples, rolled up
+   hourly) through steward.plots. Goals: under 300 ms and a PNG under 150 KB.
+
+Run: `.venv/bin/python -m bench.monitoring`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
+
+from bench.common import ROOT, rss_mb, table
+
+TARGETS = 1000
+SEED_WORKERS = 9
+SERVER = r"""
+import asyncio, sys
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+class Http(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            self.transport.write(RESPONSE)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    # 0.0.0.0 takes every 127.x.y.z: a thousand origins on one listening socket.
+    server = await loop.create_server(Http, "0.0.0.0", 0, backlog=4096, reuse_address=True)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def urls(port: int) -> list[str]:
+    return [f"http://127.0.{1 + i // 250}.{1 + i % 250}:{port}/health" for i in range(TARGETS)]
+
+
+def steward_tick(targets: list[str]) -> tuple[float, float, int]:
+    from steward.monitoring.checks import Runner
+    from steward.monitoring.spec import build
+
+    specs = [build({"name": f"t{i}", "kind": "http", "url": u}) for i, u in enumerate(targets)]
+
+    async def go() -> tuple[float, int]:
+        runner = Runner()
+        try:
+            began = time.perf_counter()
+            samples = await runner.run(specs)
+            took = time.perf_counter() - began
+        finally:
+            await runner.aclose()
+        return took, sum(s.status == "ok" for s in samples)
+
+    before = rss_mb(os.getpid())
+    took, good = asyncio.run(go())
+    return took, rss_mb(os.getpid()) - before, good
+
+
+def _seed_get(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(url, timeout=10).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def seed_tick(targets: list[str]) -> tuple[float, float, int]:
+    began = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(SEED_WORKERS) as pool:
+        workers = [p.pid for p in pool._pool]  # memory of the nine workers, read while they live
+        results = pool.map_async(_seed_get, targets, chunksize=1)
+        peak = 0.0
+        while not results.ready():
+            peak = max(peak, sum(rss_mb(pid) for pid in workers))
+            results.wait(0.05)
+        good = sum(results.get())
+    return time.perf_counter() - began, peak, good
+
+
+def week_chart() -> tuple[float, int] | None:
+    try:
+        from steward import plots  # noqa: F401
+    except ImportError:
+        return None
+    from steward import db
+    from steward.monitoring import charts, store
+    from steward.monitoring.alerts import Sample
+    from steward.monitoring.spec import parse_checks
+
+    now = dt.datetime(2026, 3, 8, tzinfo=dt.UTC)
+    specs = parse_checks(
+        "api=https://a.example alert_above=800 clear_below=500; db=tcp://db:5432; "
+        "node=evm:https://n.example|https://r1.example,https://r2.example alert_above=10"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = db.make_engine(f"sqlite:///{tmp}/bench.sqlite")
+        db.metadata.create_all(engine, tables=[store.samples, store.rollups, db.state])
+        batch = []
+        for n, spec in enumerate(specs):
+            for i in range(2016):  # a week of 5-minute samples
+                at = now - dt.timedelta(minutes=5 * (2016 - i))
+                bad = 900 < i < 930
+                value = 100 + 50 * ((i * 7919 + n) % 13) + (900 if bad else 0)
+                batch.append(Sample(at, spec.name, "bad" if bad else "ok", float(value)))
+        store.write_samples(engine, batch)
+        while store.roll_up(engine, now):
+            pass
+        charts.render(engine, specs, charts.WINDOWS["week"], now, dt.UTC, "warm-up")
+        began = time.perf_counter()
+        png = charts.render(engine, specs, charts.WINDOWS["week"], now, dt.UTC, "last week")
+        took = time.perf_counter() - began
+        engine.dispose()
+    return took, len(png)
+
+
+def main() -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        port = int(server.stdout.readline())
+        targets = urls(port)
+        ours = steward_tick(targets)
+        seed = seed_tick(targets)
+    finally:
+        server.terminate()
+        server.wait()
+    rows = [
+        ("steward Runner (asyncio, 100 in flight)", f"{ours[0]:.2f}", f"{ours[1]:.0f}", ours[2]),
+        (f"seed: Pool({SEED_WORKERS}) + requests", f"{seed[0]:.2f}", f"{seed[1]:.0f}", seed[2]),
+    ]
+    print(f"One tick over {TARGETS} HTTP targets on {os.cpu_count()} cores (goal < 2 s)")
+    print(table(rows, ("approach", "seconds", "MB", "ok")))
+    print(f"ratio: seed / steward = {seed[0] / ours[0]:.1f}x")
+    print("MB: steward = RSS growth of the process; seed = the nine workers' peak RSS")
+    chart = week_chart()
+    if chart is None:
+        print("/week chart: steward.plots is not available")
+    else:
+        print(
+            f"/week chart, 3 checks x 2016 samples: {chart[0] * 1000:.0f} ms (goal < 300), "
+            f"{chart[1] / 1024:.0f} KB (goal < 150)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Monitoring's charts: samples and hourly rollups turned into panels for steward.plots.
+
+Runs in a thread (matplotlib is slow and blocking); `steward.plots` is imported only here, and
+only when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy.engine import Engine
+
+from steward.monitoring import store
+from steward.monitoring.alerts import BAD, Sample
+from steward.monitoring.messages import UNITS
+from steward.monitoring.spec import CheckSpec
+
+WINDOWS = {
+    "hour": dt.timedelta(hours=1),
+    "day": dt.timedelta(days=1),
+    "week": dt.timedelta(days=7),
+}
+ALERT_WINDOW = dt.timedelta(hours=6)  # what an alert's chart shows
+ROLLUPS_FROM = dt.timedelta(days=3)  # windows this long or longer draw the hourly rollups
+
+
+def bad_stretches(samples: Sequence[Sample]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Runs of bad samples as (first bad, first sample after them): the shaded stretches."""
+    stretches: list[tuple[dt.datetime, dt.datetime]] = []
+    start: dt.datetime | None = None
+    for s in samples:
+        if s.status == BAD and start is None:
+            start = s.time
+        elif s.status != BAD and start is not None:
+            stretches.append((start, s.time))
+            start = None
+    if start is not None:
+        stretches.append((start, samples[-1].time))
+    return stretches
+
+
+def _label(spec: CheckSpec) -> str:
+    unit = UNITS.get(spec.kind, "")
+    kind = {"http": "response", "tcp": "connect", "evm_lag": "lag", "python": "value"}[spec.kind]
+    return f"{kind}, {unit}" if unit else kind
+
+
+def panels(
+    engine: Engine, specs: Sequence[CheckSpec], window: dt.timedelta, now: dt.datetime
+) -> list:
+    """One panel per check over the last `window`; long windows from the hourly rollups."""
+    from steward import plots
+
+    start = now - window
+    names = [s.name for s in specs]
+    raw = store.read_samples(engine, names, start)
+    rolled = store.read_rollups(engine, names, start) if window >= ROLLUPS_FROM else {}
+    out = []
+    for spec in specs:
+        samples = raw[spec.name]
+        shade = bad_stretches(samples)
+        hours = rolled.get(spec.name, [])
+        if hours:
+            # Rollups for the past hours, raw samples for the hour not yet rolled up.
+            last = hours[-1].hour + store.HOUR
+            recent = [s for s in samples if s.time >= last]
+            times = [h.hour + store.HOUR / 2 for h in hours] + [s.time for s in recent]
+            values = [h.mean for h in hours] + [s.value for s in recent]
+            lows = [h.min for h in hours] + [s.value for s in recent]
+            highs = [h.max for h in hours] + [s.value for s in recent]
+            panel = plots.Panel(
+                title=spec.name,
+                times=times,
+                values=values,
+                band=spec.band(),
+                shade=shade,
+                y_label=_label(spec),
+                rollup_min=lows,
+                rollup_max=highs,
+            )
+        else:
+            panel = plots.Panel(
+                title=spec.name,
+                times=[s.time for s in samples],
+                values=[s.value for s in samples],
+                band=spec.band(),
+                shade=shade,
+                y_label=_label(spec),
+            )
+        out.append(panel)
+    return out
+
+
+def render(
+    engine: Engine,
+    specs: Sequence[CheckSpec],
+    window: dt.timedelta,
+    now: dt.datetime,
+    tz: dt.tzinfo,
+    title: str,
+) -> bytes:
+    """A PNG of the checks over the window, one panel each (call it in a thread)."""
+    from steward import plots
+
+    return plots.render_series(panels(engine, specs, window, now), tz=tz, title=title)

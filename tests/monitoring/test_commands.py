@@ -1,0 +1,152 @@
+"""Monitoring's commands as a user meets them: `python bot.py` against the fake Bot API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+from telegram import Bot, Update
+
+from steward import db
+from steward.config import load_settings
+from steward.features import Services
+from steward.monitoring import commands
+from steward.monitoring.job import Monitor
+from steward.monitoring.spec import load_checks
+from steward.telegram.outbox import Outbox
+from tests.fakes.telegram_api import FakeTelegram
+from tests.monitoring.targets import Route, TargetServer
+from tests.worker_process import WorkerProcess, clean_env
+
+TOKEN = "123456:TEST-token-for-monitoring"
+OWNER = 42
+
+
+@pytest.fixture
+def fake():
+    with FakeTelegram(token=TOKEN, enforce_limits=False) as server:
+        yield server
+
+
+@pytest.fixture
+def target():
+    srv = TargetServer()
+    srv.routes["/api"] = Route(200, b"ok")
+    srv.routes["/down"] = Route(503, b"")
+    yield srv
+    srv.stop()
+
+
+def sent(fake, method: str) -> list[dict]:
+    return [m for m in fake.messages(OWNER) if m["method"] == method]
+
+
+def ask(fake, text: str, method: str, contains: str) -> dict:
+    fake.push_message(OWNER, OWNER, text)
+    found: list[dict] = []
+
+    def answered(f) -> bool:
+        # Match the HTML that was sent (the fake also keeps the parsed, tag-free text).
+        found[:] = [
+            m for m in sent(f, method) if contains in (m.get("html") or m.get("text") or "")
+        ]
+        return bool(found)
+
+    assert fake.wait_for(answered, timeout=20), [m.get("text") for m in fake.messages(OWNER)]
+    return found[-1]
+
+
+@pytest.fixture
+async def handlers(fake, target, sqlite_url):
+    """The commands, called the way python-telegram-bot calls them, replying to the fake."""
+    engine = db.make_engine(sqlite_url)
+    db.metadata.create_all(engine)
+    checks = f"api={target.url('/api')}; down={target.url('/down')}"
+    settings = load_settings({"CHECKS": checks, "TZ": "Europe/Berlin"}, env_file=None)
+    clock = lambda: dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)  # noqa: E731
+    services = Services(settings, engine, Outbox(engine, str(OWNER)), clock)
+    monitor = Monitor(services, load_checks(checks))
+    by_name = {c.name: c.callback for c in commands.build(monitor)}
+    bot = Bot(TOKEN, base_url=f"{fake.url}/bot", base_file_url=f"{fake.url}/file/bot")
+    await bot.initialize()
+
+    async def call(text: str) -> list[dict]:
+        before = len(fake.messages(OWNER))
+        update = Update.de_json(fake.push_message(OWNER, OWNER, text), bot)
+        name, *args = text[1:].split()
+        await by_name[name](update, SimpleNamespace(args=args))
+        return fake.messages(OWNER)[before:]
+
+    yield SimpleNamespace(call=call, monitor=monitor, fake=fake)
+    await monitor.stop()
+    await bot.shutdown()
+    engine.dispose()
+
+
+async def test_check_runs_a_check_now_and_checks_lists_them(handlers):
+    (now,) = await handlers.call("/check down")
+    assert now["method"] == "sendMessage"
+    lines = now["text"].splitlines()  # the fake keeps the text as Telegram shows it
+    assert lines[0].startswith("🔴 down (http): bad, ")
+    assert lines[1:] == ["HTTP 503 Service Unavailable", "2026-03-01 13:00 CET"]
+    (call,) = [c for c in handlers.fake.calls if c["method"].lower() == "sendmessage"]
+    assert call["params"]["parse_mode"] == "HTML"
+    assert call["params"]["text"].startswith("🔴 <b>down</b> (http): bad, ")
+    await handlers.monitor.tick(list(handlers.monitor.specs.values()))
+    (listing,) = await handlers.call("/checks")
+    api, down = listing["text"].splitlines()
+    assert api.startswith("🟢 api: ok since 2026-03-01 13:00 CET, last ") and api.endswith(" ms")
+    assert down.startswith("🟡 down: failing since 2026-03-01 13:00 CET, last ")
+
+
+async def test_csv_sends_the_samples_as_a_document(handlers):
+    await handlers.monitor.tick(list(handlers.monitor.specs.values()))
+    (doc,) = await handlers.call("/csv down hour")
+    assert doc["method"] == "sendDocument"
+    assert doc["caption"] == "1 samples of down, last 1h"
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("/csv", "Usage: /csv <check> [hour|day|week|30d]"),
+        ("/csv down soon", "'soon' is not a duration"),
+        ("/check", "Usage: /check <name>"),
+        ("/day nope", "There is no check named 'nope'. Checks: api, down."),
+    ],
+)
+async def test_bad_arguments_get_a_short_sentence(handlers, text, reply):
+    (answer,) = await handlers.call(text)
+    assert reply in answer["text"]
+
+
+def test_a_user_lists_runs_charts_exports_and_mutes_checks(fake, target, tmp_path):
+    for module in ("steward.posting.job", "steward.training.job"):
+        pytest.importorskip(module, reason="the worker needs every feature to start")
+    env = clean_env(
+        TELEGRAM_TOKEN=TOKEN,
+        TELEGRAM_API_URL=fake.url,
+        TELEGRAM_CHAT_ID=str(OWNER),
+        ALLOWED_USERS=str(OWNER),
+        DATABASE_URL=f"sqlite:///{tmp_path}/steward.sqlite",
+        CHECKS=f"api={target.url('/api')}; down={target.url('/down')}",
+        CHECK_INTERVAL="5",
+        TZ="Europe/Berlin",
+    )
+    with WorkerProcess(env, tmp_path) as worker:
+        worker.wait_ready()
+        now = ask(fake, "/check down", "sendMessage", "<b>down</b>")
+        assert "bad" in now["text"] and "HTTP 503 Service Unavailable" in now["text"]
+        assert fake.wait_for(lambda f: target.hits.get("/api", 0) >= 1, timeout=20)
+        listing = ask(fake, "/checks", "sendMessage", "<b>api</b>: ok since")
+        assert "CET" in listing["text"]
+        csv = ask(fake, "/csv api hour", "sendDocument", "samples of api")
+        assert "last 1h" in csv["caption"]
+        photo = ask(fake, "/day api down", "sendPhoto", "api, down: last day")
+        assert "CET" in photo["caption"]
+        muted = ask(fake, "/mute down 2h", "sendMessage", "muted for 2h")
+        assert "<b>down</b>" in muted["html"]
+        wrong = ask(fake, "/csv nope", "sendMessage", "no check named")
+        assert "Checks: api, down." in wrong["text"]
+        assert worker.terminate()[0] == 0
