@@ -1,0 +1,286 @@
+"""`Run`: what a training script holds to report progress and receive its owner's commands.
+
+Every method called from the training loop only touches memory (deque appends, attribute
+stores) and never raises; the one background thread in `_writer` does all I/O. In multi-process
+training only rank 0 reports; the other ranks get an inert `Run` (see `process_rank`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import shlex
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from steward import db
+from steward.training import _hooks
+from steward.training._writer import Mailbox, Writer
+
+log = logging.getLogger("steward.training")
+T = TypeVar("T")
+_now = time.time  # bound once: log() is on the training thread's hot path
+
+MAX_POINTS = 100_000
+TRACEBACK_LINES = 20
+_SECRET = re.compile(r"token|secret|passw|api_?key|credential", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Command:
+    """Something the owner asked this run to do; act on it, then `run.ack(cmd, ok, message)`.
+
+    kind is "stop", "set_lr", "save" or "custom". For "set_lr" the argument holds either
+    {"value": lr} or {"factor": f}; for "save" an optional {"path": ...}; for "custom"
+    {"name": ..., "text": ...}.
+    """
+
+    id: int
+    kind: str
+    argument: dict[str, Any]
+    created_at: dt.datetime
+
+    def new_lr(self, current: float) -> float:
+        """The learning rate this set_lr command asks for, given the current one."""
+        if "factor" in self.argument:
+            return float(current) * float(self.argument["factor"])
+        return float(self.argument["value"])
+
+    def describe_lr(self) -> str:
+        if "factor" in self.argument:
+            return f"x{self.argument['factor']:g}"
+        return f"{float(self.argument['value']):g}"
+
+
+def process_rank() -> int:
+    """This process's global rank: torch.distributed when initialized, else the launchers' env.
+
+    torch is only consulted when the training script already imported it.
+    """
+    dist = sys.modules.get("torch.distributed")
+    try:
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+    except Exception:  # a half-initialized process group is not ours to judge
+        pass
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(key, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def _jsonable(value: Any, key: str = "") -> Any:
+    """Config as JSON: secrets masked, NaN and odd types as text, numpy scalars as numbers."""
+    if key and _SECRET.search(key):
+        return "***"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if hasattr(value, "item"):
+        try:
+            return _jsonable(value.item(), key)
+        except Exception:
+            pass
+    return str(value)
+
+
+def _command_line() -> str:
+    """The command that started this process, with values of secret-looking options masked."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    out, mask_next = [], False
+    for arg in argv:
+        if mask_next:
+            out.append("***")
+            mask_next = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        if flag.startswith("-") and _SECRET.search(flag):
+            out.append(f"{flag}=***" if eq else arg)
+            mask_next = not eq
+        else:
+            out.append(arg)
+    return shlex.join(out)
+
+
+def _engine_for(database_url: str | None):
+    raw = database_url or os.environ.get("DATABASE_URL") or db.DEFAULT_DATABASE_URL
+    url = db.normalize_url(raw)
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        # An unreachable host must fail in seconds, not after the kernel's TCP timeout.
+        url = url.update_query_dict({"connect_timeout": "10"})
+    return db.make_engine(url)
+
+
+def traceback_tail(exc: BaseException, lines: int = TRACEBACK_LINES) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return "\n".join(text.rstrip().splitlines()[-lines:])[-4000:]
+
+
+class Run:
+    """A training run reported to the store (DATABASE_URL, or the default SQLite file).
+
+    Raises ValueError at construction for a database URL that cannot work; after that, nothing
+    it does raises into the training code.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: dict[str, Any] | None = None,
+        *,
+        database_url: str | None = None,
+        flush_every: float = 1.0,
+        max_points: int = MAX_POINTS,
+        exit_timeout: float = 5.0,
+        register_timeout: float = 3.0,
+    ) -> None:
+        self.name = name
+        self.rank = process_rank()
+        self.active = self.rank == 0
+        self.exit_timeout = exit_timeout
+        self.id: int | None = None
+        self._end_lock = threading.Lock()
+        self._stop_acked = False
+        # On other ranks every append is discarded at once (maxlen 0) and nothing is started.
+        self._box = Mailbox(max_points if self.active else 0)
+        self._entries = self._box.entries
+        self._writer: Writer | None = None
+        if not self.active:
+            return
+        engine = _engine_for(database_url)
+        registration = {
+            "name": name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "command": _command_line(),
+            "config": _jsonable(config or {}),
+            "started_at": db.utcnow(),
+        }
+        self._writer = Writer(
+            self._box, engine, registration, interval=flush_every, on_registered=self._registered
+        )
+        self._writer.heartbeat = registration["started_at"].timestamp()
+        self._writer.start()
+        _hooks.watch(self)
+        # Waiting briefly means run.id is known on return when the store is up; when it is not,
+        # training starts anyway and registration is retried in the background.
+        self._writer.flush(register_timeout)
+
+    def _registered(self, run_id: int) -> None:
+        self.id = run_id
+        log.info("training run %r registered as run %d", self.name, run_id)
+
+    # --- called from the training loop: memory only ---------------------------------------
+
+    def log(self, step: int | None = None, **metrics: Any) -> None:
+        """Record metric values at `step` (None: one after the last). Never blocks or raises."""
+        self._entries.append((step, metrics, _now()))
+
+    def event(self, message: str, *, level: str = "info") -> None:
+        """A line for the run's history (log records from RunLogHandler arrive this way)."""
+        if self.active:
+            self._box.events.append((_now(), level, str(message)))
+
+    def expect(self, seconds: float) -> None:
+        """Promise to report again within `seconds` (before a long validation or checkpoint)."""
+        if self.active:
+            now = _now()
+            self._box.expect_at = now
+            self._box.expect_until = now + float(seconds)
+
+    def track(
+        self, iterable: Iterable[T], total: int | None = None, desc: str | None = None, *, bar=True
+    ) -> Iterator[T]:
+        """Yield the items of `iterable`, reporting how far it got (through tqdm when installed)."""
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        items: Iterable[T] = iterable
+        if bar and self.active:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                items = tqdm(iterable, total=total, desc=desc)
+        box, active = self._box, self.active
+        if active:
+            box.progress = (desc, 0, total, _now())
+        for n, item in enumerate(items, 1):
+            yield item
+            if active:
+                box.progress = (desc, n, total, _now())
+
+    def commands(self) -> list[Command]:
+        """What the owner asked for since the last call, oldest first (empty on other ranks)."""
+        inbox, out = self._box.inbox, []
+        while inbox:
+            out.append(inbox.popleft())
+        return out
+
+    def ack(self, cmd: Command, ok: bool, message: str = "") -> None:
+        """Tell the owner whether `cmd` was applied, or why not, in a sentence."""
+        if self.active:
+            if cmd.kind == "stop" and ok:
+                self._stop_acked = True
+            self._box.acks.append((cmd.id, bool(ok), str(message), _now()))
+
+    # --- lifetime -------------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        """Points dropped since the store was last reached (the bound kept the newest)."""
+        return self._writer.dropped if self._writer else 0
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Deliver now and wait up to `timeout` seconds; True when the store took everything."""
+        if self._writer is None:
+            return True
+        return self._writer.flush(timeout)
+
+    def close(self, state: str | None = None, error: BaseException | None = None) -> None:
+        """End the run: finished (stopped if a stop was acknowledged), or crashed with `error`.
+
+        Delivers what is left for at most `exit_timeout` seconds. Only the first ending counts.
+        """
+        with self._end_lock:
+            if self._writer is None or self._box.final is not None:
+                return
+            if state is None:
+                if error is None:
+                    state = "stopped" if self._stop_acked else "finished"
+                elif isinstance(error, KeyboardInterrupt):
+                    state = "stopped"
+                else:
+                    state = "crashed"
+            final: dict[str, Any] = {"state": state}
+            if error is not None:
+                final["error_type"] = type(error).__qualname__[:200]
+                final["error_message"] = str(error)[:4000]
+                final["traceback_tail"] = traceback_tail(error)
+            self._box.final = final
+        _hooks.forget(self)
+        writer = self._writer
+        if not writer.stop(self.exit_timeout):
+            log.warning("training run %r: could not record its end in the store", self.name)
+        if not writer.thread.is_alive():
+            writer.engine.dispose()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(error=exc)
