@@ -83,6 +83,17 @@ def claim(engine: Engine, job: str, scheduled_at: dt.datetime, worker: str, now:
         return False
 
 
+class SharedEngineJobStore(SQLAlchemyJobStore):
+    """APScheduler's job store on the worker's engine, which outlives the scheduler.
+
+    The stock store disposes its engine at shutdown; here that engine is shared with the outbox
+    and the features, and disposing it under them would orphan the connections they hold.
+    """
+
+    def shutdown(self) -> None:
+        pass  # the worker disposes the engine last (World.stop)
+
+
 class Scheduler:
     """The worker's schedule: register `Job`s, start, ask for next runs, stop gracefully."""
 
@@ -94,7 +105,7 @@ class Scheduler:
         self._running: set[asyncio.Task] = set()
         self._stopping = False
         self._aps = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
+            jobstores={"default": SharedEngineJobStore(engine=engine, tablename=JOBS_TABLE)},
             executors={"default": TickExecutor(self._run)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=dt.UTC,

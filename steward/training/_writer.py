@@ -131,6 +131,9 @@ class Writer:
             with self._cond:
                 self._done = number
                 self._cond.notify_all()
+        # The thread owns the engine: closing its connections here covers a stop that timed
+        # out as well as one that finished.
+        self.engine.dispose()
 
     # --- one cycle ------------------------------------------------------------------------
 

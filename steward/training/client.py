@@ -276,8 +276,6 @@ class Run:
         writer = self._writer
         if not writer.stop(self.exit_timeout):
             log.warning("training run %r: could not record its end in the store", self.name)
-        if not writer.thread.is_alive():
-            writer.engine.dispose()
 
     def __enter__(self) -> Run:
         return self
