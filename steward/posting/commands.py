@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from telegram import LinkPreviewOptions, Update
 from telegram.ext import ContextTypes
 
 from steward.features import Command, Services
 from steward.posting import manual, store
+from steward.posting.publishers import QUEUED
 from steward.posting.wiring import DRY_RUN_HINT
 from steward.telegram.formatting import esc, link
+from steward.telegram.store import outbox
 from steward.timeutil import local
 
 if TYPE_CHECKING:
@@ -72,7 +75,14 @@ def render_outcomes(outcomes: Sequence[dict], telegram_chat: str | None) -> str:
     return "\n".join(lines) or "Nothing was posted: no channel is configured."
 
 
-def render_posts(posts: Sequence[store.Post], tz: dt.tzinfo, telegram_chat: str | None) -> str:
+def render_posts(
+    posts: Sequence[store.Post],
+    tz: dt.tzinfo,
+    telegram_chat: str | None,
+    deliveries: dict[int, Any] | None = None,
+) -> str:
+    """The last posts; a channel post shows how its outbox row fared (`deliveries` by post id:
+    rows with state, message_id and reason)."""
     if not posts:
         return "No posts yet. The first comes with the next tick, or now with /post."
     lines = [f"<b>Last {len(posts)} posts</b>"]
@@ -80,11 +90,19 @@ def render_posts(posts: Sequence[store.Post], tz: dt.tzinfo, telegram_chat: str 
         text = p.text if len(p.text) <= SHOWN_CHARS else p.text[: SHOWN_CHARS - 1] + "…"
         when = local(p.sent_at or p.created_at, tz)
         where = esc(channel_name(p.channel, telegram_chat))
-        line = f"{ICONS.get(p.state, '•')} {esc(when)} · {where} · {esc(text)}"
-        if p.url:
-            line += f" · {link(p.url, 'link')}"
-        elif p.error and p.state != "sent":
-            line += f" · <i>{esc(p.error)}</i>"
+        state, url, error = p.state, p.url, p.error
+        delivery = (deliveries or {}).get(p.id)
+        if delivery is not None:  # handed to the outbox: it tells whether Telegram took it
+            state = {"sent": "sent", "failed": "failed"}.get(delivery.state, "pending")
+            page = channel_link(telegram_chat)
+            if page and delivery.message_id:
+                url = f"{page}/{delivery.message_id}"
+            error = delivery.reason if state == "failed" else "queued for the channel"
+        line = f"{ICONS.get(state, '•')} {esc(when)} · {where} · {esc(text)}"
+        if url:
+            line += f" · {link(url, 'link')}"
+        elif error and state != "sent":
+            line += f" · <i>{esc(error)}</i>"
         lines.append(line)
     return "\n".join(lines)
 
@@ -127,9 +145,10 @@ def build(poster: Poster, services: Services) -> list[Command]:
             await update.effective_message.reply_text("Finish the conversation above first.")
 
     async def posts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        found = await asyncio.to_thread(_recent, poster)
+        found, deliveries = await asyncio.to_thread(_recent, poster)
         await update.effective_message.reply_html(
-            render_posts(found, poster.settings.tz, chat), link_preview_options=NO_PREVIEW
+            render_posts(found, poster.settings.tz, chat, deliveries),
+            link_preview_options=NO_PREVIEW,
         )
 
     async def pause(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -154,9 +173,18 @@ def build(poster: Poster, services: Services) -> list[Command]:
     ]
 
 
-def _recent(poster: Poster) -> list[store.Post]:
+def _recent(poster: Poster) -> tuple[list[store.Post], dict[int, Any]]:
+    """The last ten posts, and the outbox rows of those handed to the outbox, by post id."""
     with poster.engine.connect() as conn:
-        return store.recent(conn, 10)
+        posts = store.recent(conn, 10)
+        queued = {
+            int(p.remote_id.removeprefix(QUEUED)): p.id
+            for p in posts
+            if p.remote_id and p.remote_id.startswith(QUEUED)
+        }
+        query = sa.select(outbox.c.id, outbox.c.state, outbox.c.message_id, outbox.c.reason)
+        rows = conn.execute(query.where(outbox.c.id.in_(list(queued)))).all() if queued else []
+    return posts, {queued[r.id]: r for r in rows}
 
 
 def _who(update: Update) -> str:

@@ -142,7 +142,15 @@ class Poster:
         if refused and refused != self.parts.x_fingerprint:
             log.info("X credentials changed since X refused them: posting to X again")
             self.save(X_AUTH_KEY, None)
+        if (paused := self.paused()) is not None:
+            # The owner said stop: what a stop left pending waits for /resume_posting too.
+            log.info("posting is paused (by %s): pending posts wait for the resume", paused["by"])
+            return
         self.reconcile()
+        self.finish_cut_short()
+
+    def finish_cut_short(self) -> None:
+        """Finish the last tick if a stop (or a SIGKILL) cut it short."""
         last = self.load(TICK_KEY)
         if last and not last.get("done"):
             at = dt.datetime.fromisoformat(last["at"])
@@ -180,6 +188,7 @@ class Poster:
             log.info("posting is paused (by %s): tick skipped", paused.get("by"))
             return []
         self.reconcile()
+        self.finish_cut_short()  # one left over from a stop while posting was paused
         return self.run_tick(at, want=self.settings.tweets_per_tick)
 
     def run_tick(self, at: dt.datetime, *, want: int, resume: bool = False) -> list[Outcome]:

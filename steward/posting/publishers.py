@@ -101,6 +101,9 @@ class XPublisher:
         return self._username
 
 
+QUEUED = "outbox:"  # the remote id of a post handed to the outbox: "outbox:<row id>"
+
+
 class TelegramChannelPublisher:
     """Posts to a Telegram channel or group through the outbox, which sends each key once."""
 
@@ -121,8 +124,9 @@ class TelegramChannelPublisher:
         except sa.exc.SQLAlchemyError as exc:
             reason = f"the outbox could not store the post: {type(exc).__name__}"
             raise PublishError(reason, permanent=False) from exc
-        # The message is queued, not sent: its Telegram id is not known yet; the outbox row is.
-        return Published(f"outbox:{row}", None)
+        # The message is queued, not sent: its Telegram id is not known yet; the outbox row is,
+        # and /posts reads from it whether Telegram took the post.
+        return Published(f"{QUEUED}{row}", None)
 
 
 class DryRunPublisher:

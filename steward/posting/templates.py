@@ -9,8 +9,9 @@
   expanded (unless the grammar defines its own `word` rule); `[w:#word#]...#w#...#w#` repeats one.
 - text with `%s` is printf-like, as in the seed bot (`'%s – это когда тебя любят.'`): every `%s`
   gets a different word, `%%` is a literal percent, any other `%` sequence is an error;
-- text with `{word}`, `{word2}`, ... is a slot template: each distinct name is one word, the same
-  name repeats the same word, `{Word}` is that word capitalized, `{{` and `}}` are literal braces.
+- text with `{word}`, `{noun}`, `{word2}`, ... is a slot template: each distinct name is one word,
+  the same name repeats the same word, `{Word}` is that word capitalized, `{{` and `}}` are
+  literal braces.
 
 Every way a template could fail to make text is found here and raised as `TemplateError`, whose
 message reads after the variable name: "POST_TEMPLATE uses #animal#, which no rule defines".
@@ -173,7 +174,8 @@ def _printf(text: str) -> PrintfTemplate:
     return PrintfTemplate(tuple(p for p in parts if p != ""))
 
 
-_SLOT_NAME = re.compile(r"word\d*")
+# Any name: `{noun} and {adj}`, `{word}` and `{word2}`; each distinct name is one word.
+_SLOT_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def _slots(text: str) -> SlotTemplate:
@@ -193,8 +195,8 @@ def _slots(text: str) -> SlotTemplate:
             raise TemplateError("has an unmatched brace; write {{ or }} for a literal brace")
         if not _SLOT_NAME.fullmatch(name[:1].lower() + name[1:]):
             raise TemplateError(
-                f"has {token}, but slots are named {{word}}, {{word2}}, {{word3}}, ... "
-                "({Word} capitalizes); write {{ and }} for literal braces"
+                f"has {token}, but a slot is a name of letters, digits and _ such as {{word}} "
+                "or {noun} ({Word} capitalizes); write {{ and }} for literal braces"
             )
         key = name.lower()
         if key not in names:

@@ -347,8 +347,9 @@ class FakeX:
             until = int(query.get("pagination_token", str(10**30)))
         except ValueError:
             raise Answer(400, problem(400, "One or more parameters are invalid.")) from None
-        if not 5 <= limit <= 100:
-            raise Answer(400, problem(400, "max_results must be between 5 and 100."))
+        # 1-100 on the home timeline (the user-tweets timeline is the one that wants 5 or more).
+        if not 1 <= limit <= 100:
+            raise Answer(400, problem(400, "max_results must be between 1 and 100."))
         newer = [p for p in reversed(self._timeline) if since < int(p["id"]) < until]
         fields = query.get("tweet.fields", "").split(",")
         page = [_tweet(p, "author_id" in fields) for p in newer]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -62,6 +63,24 @@ def test_the_post_list_shows_state_time_channel_text_and_link():
     assert "✅ 2026-05-01 12:00 UTC · X · hi &lt;there&gt;" in text
     assert '<a href="https://x.com/a/status/9">link</a>' in text
     assert "No posts yet" in render_posts([], dt.UTC, None)
+
+
+def test_a_channel_post_shows_what_the_outbox_made_of_it():
+    at = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+    def post(n: int) -> Post:
+        return Post(n, f"post {n}", "h", "telegram", "sent", f"outbox:{n}", None, None, at, at, at)
+
+    deliveries = {
+        1: SimpleNamespace(state="sent", message_id=55, reason=None),
+        2: SimpleNamespace(state="pending", message_id=None, reason=None),
+        3: SimpleNamespace(state="failed", message_id=None, reason="bot is not a member"),
+    }
+    lines = render_posts([post(1), post(2), post(3)], dt.UTC, "@mychannel", deliveries)
+    sent, queued, failed = lines.splitlines()[1:]
+    assert sent.startswith("✅") and '<a href="https://t.me/mychannel/55">link</a>' in sent
+    assert queued.startswith("⏳") and "queued for the channel" in queued
+    assert failed.startswith("❌") and "bot is not a member" in failed
 
 
 def dialog_engine(engine, clock, p) -> DialogEngine:

@@ -177,6 +177,20 @@ def test_a_pause_holds_across_a_restart_and_shows_in_the_status(engine, clock, f
     assert len(fake.posts) == 1
 
 
+def test_a_paused_worker_starting_up_posts_nothing_until_resumed(engine, clock, fake):
+    cut_short = {"at": clock().isoformat(), "want": 2, "done": False}
+    p = poster(engine, clock, **x_env(fake))
+    p.save(TICK_KEY, cut_short)  # a SIGKILL in the middle of a tick, then /pause_posting
+    p.set_paused("@owner")
+    restarted = poster(engine, clock, **x_env(fake))
+    restarted.recover()
+    assert fake.posts == []
+    restarted.set_paused(None)
+    clock.advance(minutes=30)
+    restarted.scheduled_tick(clock())
+    assert len(fake.posts) == 3, "the cut-short tick's two, then this tick's one"
+
+
 def test_the_status_shows_the_next_tick(engine, clock, fake):
     s = services(engine, clock, **x_env(fake))
     s.next_runs = lambda: {"posting.tick": dt.datetime(2026, 5, 1, 12, 30, tzinfo=dt.UTC)}

@@ -115,9 +115,9 @@ BAD = [
     ("%s at 100%", "ends with a lone %; write %% for a literal percent sign"),
     ("%s and {word}", "mixes %s and {word} slots; use one kind"),
     (
-        "{name} is here",
-        "has {name}, but slots are named {word}, {word2}, {word3}, ... ({Word} capitalizes); "
-        "write {{ and }} for literal braces",
+        "{two words} is here",
+        "has {two words}, but a slot is a name of letters, digits and _ such as {word} or {noun} "
+        "({Word} capitalizes); write {{ and }} for literal braces",
     ),
     ("{word} is }", "has an unmatched brace; write {{ or }} for a literal brace"),
     (
@@ -173,3 +173,14 @@ def test_it_explains_a_grammar_file_that_is_not_json(tmp_path):
         f"names {path}, which is not valid JSON: "
         "Expecting property name enclosed in double quotes at line 1 column 2"
     )
+
+
+def test_slots_may_have_any_name_and_a_name_repeats_its_word():
+    template = parse_template("{Noun} meets {adj} {noun}.")
+    assert template.kind == "slots"
+    for text in (
+        template.render(WordPicker(["owl", "moss", "tide"]), random.Random(n)) for n in range(20)
+    ):
+        first, rest = text.split(" meets ")
+        adj, noun = rest.rstrip(".").split(" ")
+        assert first == noun.capitalize() and adj != noun
