@@ -9,10 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import OperationalError
+
 from steward import __version__, logs
 from steward.config import EXIT_CONFIG, ConfigError, Settings, load_settings, variables
 
 log = logging.getLogger("steward.cli")
+EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: a service the command needs is not there
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
+    except OperationalError as exc:
+        # Down, unreachable, or refusing the login: one line (through the redacting log), no
+        # traceback. Heroku restarts the dyno; the line says what to look at.
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        log.error("cannot use the database %s: %s", _database_shown(settings), reason)
+        return EXIT_UNAVAILABLE
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:

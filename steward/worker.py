@@ -283,7 +283,7 @@ async def serve(world: World) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         await world.start()
-    except StartupError:
+    except BaseException:
         await world.stop("start-up failed")
         raise
     await stop.wait()

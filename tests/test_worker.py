@@ -52,3 +52,13 @@ def test_migrate_then_run_on_postgres(pg_url, tmp_path):
 def test_the_other_subcommands_run_without_configuration(tmp_path, command):
     with WorkerProcess(clean_env(), tmp_path, command) as worker:
         assert worker.proc.wait(timeout=60) == 0, worker.output
+
+
+@pytest.mark.parametrize("command", [(), ("migrate",)])
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path, command):
+    env = clean_env(DATABASE_URL="postgres://app:Hidden-Pw-77@127.0.0.1:9/app")
+    with WorkerProcess(env, tmp_path, *command) as worker:
+        assert worker.proc.wait(timeout=60) == 69
+    line = worker.wait_for(r"cannot use the database")
+    assert "127.0.0.1:9/app" in line and "Connection refused" in line
+    assert "Hidden-Pw-77" not in worker.output and "Traceback" not in worker.output
