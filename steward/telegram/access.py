@@ -17,6 +17,7 @@ from steward.features import Clock
 log = logging.getLogger("steward.access")
 REFUSAL = "Sorry, this bot is private."
 REFUSE_EVERY = dt.timedelta(hours=1)
+PRUNE_AT = 10_000  # remembered refusals before the ones older than REFUSE_EVERY are dropped
 
 
 class AccessControl:
@@ -49,6 +50,8 @@ class AccessControl:
         now = self.clock()
         last = self._refused.get(user.id)
         if last is None or now - last >= REFUSE_EVERY:
+            if len(self._refused) >= PRUNE_AT:  # a flood of strangers must not grow it forever
+                self._refused = {u: t for u, t in self._refused.items() if now - t < REFUSE_EVERY}
             self._refused[user.id] = now
             if update.callback_query:
                 await update.callback_query.answer(REFUSAL)

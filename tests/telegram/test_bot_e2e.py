@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -186,11 +187,8 @@ def test_a_notification_survives_a_sigkill_before_it_was_sent_and_arrives_once(f
     assert len(delivered) == 1
 
 
-def test_no_secret_reaches_any_log_line_even_at_debug(fake, pg_url, tmp_path):
-    secret_db = pg_url.replace(
-        "postgresql+psycopg://postgres@", "postgresql://postgres:Pg-Secret-9977@"
-    )
-    assert "Pg-Secret-9977" in secret_db
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_no_secret_reaches_any_log_line_even_at_debug(fake, tmp_path, request, backend):
     secrets = {
         "X_CONSUMER_KEY": "xck-Secret-1111",
         "X_CONSUMER_SECRET": "xcs-Secret-2222",
@@ -198,14 +196,16 @@ def test_no_secret_reaches_any_log_line_even_at_debug(fake, pg_url, tmp_path):
         "X_ACCESS_SECRET": "xas-Secret-4444",
         "WEBHOOK_SECRET": "whs-Secret-5555",
     }
-    env = bot_env(
-        fake,
-        tmp_path,
-        LOG_LEVEL="DEBUG",
-        DATABASE_URL=secret_db,
-        X_API_URL="http://127.0.0.1:9",
-        **secrets,
-    )
+    hidden = [TOKEN, *secrets.values()]
+    extra = {}
+    if backend == "postgres":
+        pg_url = request.getfixturevalue("pg_url")
+        extra["DATABASE_URL"] = pg_url.replace(
+            "postgresql+psycopg://postgres@", "postgresql://postgres:Pg-Secret-9977@"
+        )
+        hidden.append("Pg-Secret-9977")
+    env = bot_env(fake, tmp_path, LOG_LEVEL="DEBUG", X_API_URL="http://127.0.0.1:9", **secrets)
+    env.update(extra)
     with WorkerProcess(env, tmp_path, "migrate") as migrate:
         assert migrate.proc.wait(timeout=60) == 0
     with WorkerProcess(env, tmp_path) as worker:
@@ -216,5 +216,69 @@ def test_no_secret_reaches_any_log_line_even_at_debug(fake, pg_url, tmp_path):
         worker.terminate()
     everything = worker.output + migrate.output
     assert "HTTP Request" in worker.output or "getUpdates" in worker.output  # DEBUG is on
-    for value in [TOKEN, "Pg-Secret-9977", *secrets.values()]:
+    for value in hidden:
         assert value not in everything, value
+
+
+def test_the_webhook_secret_derived_from_the_token_is_never_logged(fake, tmp_path):
+    from steward.config import load_settings
+
+    port = free_port()
+    env = bot_env(
+        fake, tmp_path, WEBHOOK_URL=f"http://127.0.0.1:{port}", PORT=str(port), LOG_LEVEL="DEBUG"
+    )
+    derived = load_settings({"TELEGRAM_TOKEN": TOKEN}, env_file=None).effective_webhook_secret()
+    with WorkerProcess(env, tmp_path) as worker:
+        worker.wait_ready()
+        assert fake.webhook["secret_token"] == derived
+        assert worker.terminate()[0] == 0
+    assert "setWebhook" in worker.output  # DEBUG shows the call, with the secret hidden
+    assert derived not in worker.output
+
+
+def test_help_lists_every_features_commands_and_mute_and_unmute_answer(fake, tmp_path):
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        for text in ("/help", "/mute 2h", "/unmute", "/mute soon"):
+            before = len(replies_to(fake, OWNER))
+            fake.push_message(OWNER, OWNER, text)
+            assert fake.wait_for(lambda f, n=before: len(replies_to(f, OWNER)) > n, timeout=15)
+        help_, muted, unmuted, wrong = (m["html"] for m in replies_to(fake, OWNER))
+        assert worker.terminate()[0] == 0
+    for line in ("/post - ", "/runs - ", "/stop - ", "/checks - ", "/watch - ", "/cancel - "):
+        assert line in help_, line
+    assert muted.startswith("🔕 Muted for 2h, until ")
+    assert unmuted.startswith("🔔 Notifications are on again.")
+    assert wrong.startswith("'soon' is not a duration")
+
+
+def test_a_failing_command_is_logged_and_the_user_told_something_went_wrong(fake, tmp_path):
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        # The store loses a table under the running worker: /runs cannot read it.
+        with sqlite3.connect(tmp_path / "steward.sqlite") as conn:
+            conn.execute("DROP TABLE run_commands")
+            conn.execute("DROP TABLE run_events")
+            conn.execute("DROP TABLE metrics")
+            conn.execute("DROP TABLE runs")
+        fake.push_message(OWNER, OWNER, "/runs")
+        assert fake.wait_for(lambda f: replies_to(f, OWNER), timeout=15)
+        (sorry,) = replies_to(fake, OWNER)
+        line = worker.wait_for(r"handler failed on update \d+ chat 42 user 42 text '/runs'")
+        assert worker.terminate()[0] == 0
+    assert sorry["text"] == "Sorry, something went wrong. It has been logged."
+    assert "no such table" in worker.output[worker.output.index(line) :]
+    assert TOKEN not in worker.output
+
+
+def test_with_allowed_users_empty_everyone_is_refused_and_the_log_says_how_to_fix_it(
+    fake, tmp_path
+):
+    with WorkerProcess(bot_env(fake, tmp_path, ALLOWED_USERS=""), tmp_path) as worker:
+        worker.wait_ready()
+        warning = worker.wait_for(r"ALLOWED_USERS is empty")
+        fake.push_message(OWNER, OWNER, "/status")
+        assert fake.wait_for(lambda f: replies_to(f, OWNER), timeout=15)
+        assert worker.terminate()[0] == 0
+    assert "python auth_tool.py telegram" in warning
+    assert [m["text"] for m in replies_to(fake, OWNER)] == ["Sorry, this bot is private."]
