@@ -1,7 +1,9 @@
-"""A controllable HTTP target on loopback: each path answers as told (slow, wrong, down)."""
+"""A controllable HTTP target on loopback (each path answers as told: slow, wrong, down), and
+a clock the tests move."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,3 +64,16 @@ class TargetServer:
                 pass
 
         return Handler
+
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    """The time the checks, alerts and charts see; tests set `now`."""
+
+    def __init__(self, now: dt.datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now

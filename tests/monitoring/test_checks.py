@@ -13,17 +13,7 @@ from steward.monitoring.checks import Runner, display_url
 from steward.monitoring.spec import build, parse_checks
 from tests.fakes.evm_node import FakeEvmNode
 from tests.monitoring import pychecks
-from tests.monitoring.targets import Route, TargetServer
-
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+from tests.monitoring.targets import Clock, Route, TargetServer
 
 
 @pytest.fixture

@@ -16,27 +16,9 @@ from steward.monitoring.job import Monitor, build_feature
 from steward.monitoring.spec import load_checks
 from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
-from tests.monitoring.targets import Route, TargetServer
+from tests.monitoring.targets import T0, Clock, Route
 
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 MINUTE = dt.timedelta(minutes=1)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@pytest.fixture
-def server():
-    srv = TargetServer()
-    srv.routes["/api"] = Route(200, b"ok")
-    srv.routes["/web"] = Route(200, b"ok")
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture

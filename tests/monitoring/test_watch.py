@@ -17,31 +17,13 @@ from steward.telegram.dialogs import Answer, DialogEngine
 from steward.telegram.outbox import Outbox
 from steward.telegram.store import outbox as outbox_table
 from tests.fakes.telegram_api import FakeTelegram
-from tests.monitoring.targets import Route, TargetServer
+from tests.monitoring.targets import T0, Clock, Route
 from tests.worker_process import WorkerProcess, clean_env
 
 CHAT, USER = 1001, 42
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 KIND, NAME = dialogs.KIND_QUESTION, dialogs.NAME_QUESTION
 TARGET, THRESHOLD = dialogs.TARGET_QUESTION, dialogs.THRESHOLD_QUESTION
 INTERVAL = dialogs.INTERVAL_QUESTION
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@pytest.fixture
-def server():
-    srv = TargetServer()
-    srv.routes["/api"] = Route(200, b"ok")
-    srv.routes["/web"] = Route(200, b"ok")
-    yield srv
-    srv.stop()
 
 
 class World:
