@@ -242,6 +242,7 @@ class Watcher:
         with self.engine.connect() as conn:
             active = bookkeeping.active_runs(conn)
             total = conn.scalar(sa.select(sa.func.count()).select_from(store.runs))
+            last = store.recent_runs(conn, 1)
         running = [r for r in active if r.state == "running"]
         stalled = [r for r in active if r.state == "stalled"]
         line = f"training: {len(running)} running"
@@ -249,7 +250,10 @@ class Watcher:
             line += " (" + ", ".join(f"{r.id} {r.name}" for r in running[:5]) + ")"
         if stalled:
             line += f", {len(stalled)} stalled (" + ", ".join(str(r.id) for r in stalled) + ")"
-        return [line + f", {total} run{'' if total == 1 else 's'} in the store"]
+        line += f", {total} run{'' if total == 1 else 's'} in the store"
+        if last and not active:
+            line += f"; the last, {last[0].id} {last[0].name}, {last[0].state}"
+        return [line]
 
 
 def live_key(run_id: int) -> str:

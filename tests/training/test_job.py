@@ -275,6 +275,9 @@ def test_status_lines_count_running_and_stalled_runs(world):
     run.flush()
     assert watcher.status_lines() == ["training: 1 running (1 bert), 1 run in the store"]
     run.close()
+    assert watcher.status_lines() == [
+        "training: 0 running, 1 run in the store; the last, 1 bert, finished"
+    ]
     feature = build_feature(watcher_services(world))
     assert feature.enabled and [j.name for j in feature.jobs] == ["training.watch"]
     names = [c.name for c in feature.commands]
