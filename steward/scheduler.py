@@ -83,6 +83,17 @@ def claim(engine: Engine, job: str, scheduled_at: dt.datetime, worker: str, now:
         return False
 
 
+def claimed(engine: Engine, job: str, scheduled_at: dt.datetime) -> bool:
+    """Was the tick of `job` at `scheduled_at` claimed (by any worker)?"""
+    near = dt.timedelta(seconds=1)  # the job store keeps times as float seconds
+    c = db.job_claims.c
+    stmt = sa.select(c.job).where(
+        c.job == job, c.scheduled_at.between(scheduled_at - near, scheduled_at + near)
+    )
+    with engine.connect() as conn:
+        return conn.execute(stmt.limit(1)).first() is not None
+
+
 class SharedEngineJobStore(SQLAlchemyJobStore):
     """APScheduler's job store on the worker's engine, which outlives the scheduler.
 
@@ -129,6 +140,7 @@ class Scheduler:
             old = stored.pop(name, None)
             if old is not None and getattr(old.trigger, "interval", None) == spec.every:
                 log.debug("job %s keeps its schedule: next run %s", name, old.next_run_time)
+                self._catch_up(old, spec, now)
                 continue
             # A new job (or a changed interval) runs once now, then every interval.
             self._aps.add_job(
@@ -144,6 +156,23 @@ class Scheduler:
         for name in stored:  # a feature that was switched off leaves its job behind
             self._aps.remove_job(name)
             log.info("job %s removed: its feature is off", name)
+
+    def _catch_up(self, job, spec: Job, now: dt.datetime) -> None:
+        """Run the last scheduled tick again if it was taken but never claimed.
+
+        APScheduler stores the next run time when it hands a run over, a moment before the
+        claim is written; a SIGKILL in between (or a stop that declined the run) would lose
+        that tick for good. Its claim is then missing, and the tick is due once more.
+        """
+        if job.next_run_time is None or job.next_run_time <= now:
+            return  # a missed run fires at start anyway (coalesced)
+        previous = job.next_run_time - spec.every
+        start = getattr(job.trigger, "start_date", None)
+        if (start is not None and previous < start) or previous < now - CLAIMS_KEPT:
+            return
+        if not claimed(self.engine, job.id, previous):
+            log.info("tick %s @ %s was never claimed: running it now", job.id, previous)
+            self._aps.modify_job(job.id, next_run_time=previous)
 
     async def _run(self, name: str, scheduled_at: dt.datetime) -> None:
         spec = self._ticks.get(name)

@@ -130,8 +130,9 @@ def test_it_leaves_out_data_when_the_timeline_has_nothing_new(fake, http):
 
 def test_it_refuses_max_results_out_of_range_and_another_users_timeline(fake, http):
     url = f"{fake.url}/2/users/42/timelines/reverse_chronological"
-    assert http.get(url, params={"max_results": 4}, auth=signed()).status_code == 400
+    assert http.get(url, params={"max_results": 0}, auth=signed()).status_code == 400
     assert http.get(url, params={"max_results": 101}, auth=signed()).status_code == 400
+    assert http.get(url, params={"max_results": 1}, auth=signed()).status_code == 200
     fake.add_user("7", "bob", "7-token", "7-secret")
     assert http.get(url, auth=signed("7-token", "7-secret")).status_code == 403
 

@@ -146,3 +146,24 @@ async def test_stop_cancels_a_tick_that_outlives_the_grace(engine):
     await scheduler.stop(grace=0.3)
     assert asyncio.get_running_loop().time() - started < 2
     assert len(cancelled) == 1
+
+
+async def test_a_tick_handed_over_but_never_claimed_runs_at_the_next_start(engine):
+    """A SIGKILL between APScheduler storing the next run time and the claim being written."""
+    ticks = Recorder()
+    job = Job("posting.tick", dt.timedelta(seconds=2), ticks)
+    first = scheduler_on(engine, "w1", job)
+    await first.start()
+    await asyncio.sleep(0.3)
+    (started,) = ticks.ticks
+    # The run at +2 s is taken (the store moves on to +4 s) and the worker dies before its claim.
+    first._aps.modify_job("posting.tick", next_run_time=started + 2 * job.every)
+    await first.stop()
+    await asyncio.sleep((started + job.every - db.utcnow()).total_seconds() + 0.3)
+
+    second = scheduler_on(engine, "w2", job)
+    await second.start()
+    await asyncio.sleep(0.5)
+    await second.stop()
+    assert ticks.ticks == [started, started + job.every]
+    assert second.next_runs()["posting.tick"] == started + 2 * job.every, "the cadence is kept"
