@@ -1,7 +1,10 @@
 """Posting's scheduled work: each tick composes TWEETS_PER_TICK new posts and publishes each once.
 
 How a tick stays exactly-once through a crash at any point:
-1. The tick is written to the `state` row `posting.tick` ({at, want, done}) before anything else.
+1. The tick is written to the `state` row `posting.tick` ({at, want, done}) before anything else
+   of posting's. The scheduler claims the tick (job_claims) just before, so a kill between the
+   two leaves a claimed tick that never began and is never due again: at start, a claim newer
+   than the last tick begun or skipped on purpose (`posting.tick.skipped`) is run then.
 2. Each of its `want` posts is a numbered slot. One transaction inserts the slot's `state` row
    (its primary key: one owner per slot, whatever the number of workers) and the post as
    `pending` on every channel it goes to.
@@ -9,8 +12,9 @@ How a tick stays exactly-once through a crash at any point:
 At start, pending posts are published again: X answers a text it already has with 403
 "duplicate content", which proves the earlier attempt went out, so the post is marked sent; the
 Telegram channel's outbox key `post:<id>` makes a second attempt a no-op. Then an unfinished
-tick's missing slots are made. X's 429 stores its reset time and X is skipped until then; its
-401/403 pauses X (and alerts the owner once) until the credentials change.
+tick's missing slots are made, and a claimed tick that never began is run. X's 429 stores its
+reset time and X is skipped until then; its 401/403 pauses X (and alerts the owner once) until
+the credentials change.
 """
 
 from __future__ import annotations
@@ -26,20 +30,24 @@ import sqlalchemy as sa
 from steward import db
 from steward.config import Settings
 from steward.features import Feature, Job, Services
-from steward.posting import store
+from steward.posting import recovery, store
 from steward.posting.compose import ComposeError, Composer
 from steward.posting.publishers import Published, PublishError
 from steward.posting.sources import SourceError
+from steward.posting.store import (
+    PAUSED_KEY,
+    SKIPPED_KEY,
+    TICK_JOB,
+    TICK_KEY,
+    X_AUTH_KEY,
+    X_RETRY_KEY,
+)
 from steward.posting.wiring import DRY_RUN_HINT, X_VARIABLES, build_parts
 from steward.posting.x_client import Kind, classify
 from steward.telegram.formatting import esc
 
 log = logging.getLogger("steward.posting")
 
-TICK_KEY = "posting.tick"  # {"at": iso, "want": n, "done": bool}: the last tick begun
-PAUSED_KEY = "posting.paused"  # {"by": who, "at": iso} while /pause_posting holds
-X_RETRY_KEY = "posting.x.retry_at"  # iso time X's rate limit resets
-X_AUTH_KEY = "posting.x.refused"  # fingerprint of the credentials X refused
 SLOT_PREFIX = "posting.slot:"
 SLOTS_KEPT = dt.timedelta(days=7)
 RATE_LIMIT_FALLBACK = dt.timedelta(minutes=15)  # a 429 without a reset header
@@ -137,46 +145,8 @@ class Poster:
     # -- start -------------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """At start: forget a refusal of other credentials, finish pending posts and the tick."""
-        refused = self.load(X_AUTH_KEY)
-        if refused and refused != self.parts.x_fingerprint:
-            log.info("X credentials changed since X refused them: posting to X again")
-            self.save(X_AUTH_KEY, None)
-        if (paused := self.paused()) is not None:
-            # The owner said stop: what a stop left pending waits for /resume_posting too.
-            log.info("posting is paused (by %s): pending posts wait for the resume", paused["by"])
-            return
-        self.reconcile()
-        self.finish_cut_short()
-
-    def finish_cut_short(self) -> None:
-        """Finish the last tick if a stop (or a SIGKILL) cut it short."""
-        last = self.load(TICK_KEY)
-        if last and not last.get("done"):
-            at = dt.datetime.fromisoformat(last["at"])
-            log.info("finishing the tick of %s, cut short by a stop", last["at"])
-            self.run_tick(at, want=last["want"], resume=True)
-
-    def reconcile(self) -> int:
-        """Publish posts left pending; returns how many were settled."""
-        with self.engine.connect() as conn:
-            waiting = store.pending(conn)
-        settled, stop = 0, set(self.blocked())
-        for post in waiting:
-            if post.channel in stop:
-                continue
-            if post.channel not in self.parts.publishers:
-                with self.engine.begin() as conn:
-                    store.mark_skipped(conn, post.id, reason=f"{post.channel} is not configured")
-                continue
-            outcome = self.send(post.id, post.text, post.channel, recovering=True)
-            if outcome.state == "pending":
-                stop.add(post.channel)
-            else:
-                settled += 1
-        if settled:
-            log.info("settled %d post(s) left pending", settled)
-        return settled
+        """At start: finish what a stop or a crash left (see recovery.py)."""
+        recovery.recover(self)
 
     # -- a tick ------------------------------------------------------------------------------
 
@@ -186,9 +156,10 @@ class Poster:
     def scheduled_tick(self, at: dt.datetime) -> list[Outcome]:
         if (paused := self.paused()) is not None:
             log.info("posting is paused (by %s): tick skipped", paused.get("by"))
+            self.save(SKIPPED_KEY, at.isoformat())
             return []
-        self.reconcile()
-        self.finish_cut_short()  # one left over from a stop while posting was paused
+        recovery.reconcile(self)
+        recovery.finish_cut_short(self)  # one left over from a stop while posting was paused
         return self.run_tick(at, want=self.settings.tweets_per_tick)
 
     def run_tick(self, at: dt.datetime, *, want: int, resume: bool = False) -> list[Outcome]:
@@ -201,6 +172,7 @@ class Poster:
                 self._cap_notice()
         if not channels:
             self.problem = "nothing posted: " + "; ".join(blocked.values())
+            self.save(SKIPPED_KEY, at.isoformat())
             return []
         if not resume:
             self.save(TICK_KEY, {"at": at.isoformat(), "want": want, "done": False})
@@ -372,7 +344,7 @@ class Poster:
             limit = self.settings.post_monthly_limit
             cap = f"of {limit}" if limit else "(no monthly cap)"
             lines.append(f"X posts this month: {self.month_count()} {cap}")
-        when = self.services.next_runs().get("posting.tick")
+        when = self.services.next_runs().get(TICK_JOB)
         lines.append(f"next tick: {when.isoformat(timespec='minutes') if when else 'not planned'}")
         if (paused := self.paused()) is not None:
             lines.append(f"paused by {paused.get('by')} since {paused.get('at', '')[:16]}")
@@ -399,7 +371,7 @@ def build_feature(services: Services) -> Feature:
         True,
         poster.summary(),
         commands=commands.build(poster, services),
-        jobs=[Job("posting.tick", every, poster.tick)],
+        jobs=[Job(TICK_JOB, every, poster.tick)],
         dialogs=[("post", commands.post_dialog(poster), commands.POST_DIALOG_VERSION)],
         start=start,
         status=poster.status_lines,

@@ -25,6 +25,14 @@ from sqlalchemy.engine import Connection
 from steward import db
 from steward.db import UTCDateTime, metadata
 
+# Keys of posting's rows in the shared `state` table.
+TICK_KEY = "posting.tick"  # {"at": iso, "want": n, "done": bool}: the last tick begun
+SKIPPED_KEY = "posting.tick.skipped"  # iso time of the last tick skipped (paused, all blocked)
+TICK_JOB = "posting.tick"  # the scheduler's job, whose claims name the ticks due
+PAUSED_KEY = "posting.paused"  # {"by": who, "at": iso} while /pause_posting holds
+X_RETRY_KEY = "posting.x.retry_at"  # iso time X's rate limit resets
+X_AUTH_KEY = "posting.x.refused"  # fingerprint of the credentials X refused
+
 CHANNELS = ("x", "telegram", "dry-run")
 STATES = ("pending", "sent", "failed", "skipped")
 

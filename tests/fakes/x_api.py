@@ -5,16 +5,23 @@ by oauthlib's provider endpoints (401 when wrong, revoked or replayed), the PIN 
 (`/oauth/request_token`, `/oauth/authorize`, `/oauth/access_token`), `POST /2/tweets` with X's
 403 for duplicate content and 400 over 280 weighted characters, `GET /2/users/me`, the home
 timeline, and injected 429s (with `x-rate-limit-reset`) and other failures.
+
+Two delays make `POST /2/tweets` slow, so that a test can kill its client mid-request on either
+side of X taking the post: `take_delay` before (a client that hangs up meanwhile never got its
+request through, and X has nothing), `answer_delay` after (X has a post its sender never heard of).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import itertools
 import json
 import re
 import secrets
+import select
+import socket
 import threading
 import time
 import unicodedata
@@ -157,6 +164,8 @@ class FakeX:
         self.posts: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
         self.browser_user: str | None = None  # who "is signed in" when the authorize page opens
+        self.take_delay = 0.0  # seconds a new post is on its way before X takes it
+        self.answer_delay = 0.0  # seconds a taken post waits before its 201 (the lock is free)
         self.url = ""
         self._lock = threading.RLock()
         self._users: dict[str, dict[str, str]] = {}
@@ -266,6 +275,8 @@ class FakeX:
                 {"method": method, "path": parts.path, "query": parts.query}
                 | {"status": status, "time": _now()}
             )
+        if status == 201 and (method, parts.path) == ("POST", "/2/tweets") and self.answer_delay:
+            time.sleep(self.answer_delay)
         if isinstance(payload, str):
             return status, {"content-type": "text/html; charset=utf-8"} | extra, payload.encode()
         if isinstance(payload, bytes):
@@ -377,11 +388,25 @@ def _html(title: str, body: str) -> str:
     return f"<!doctype html><title>{title}</title><h1>{title}</h1>{body}"
 
 
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether the client closed its end (it sent its whole request, so it has nothing more)."""
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         fake: FakeX = self.server.fake  # type: ignore[attr-defined]
+        if fake.take_delay and (self.command, urlsplit(self.path).path) == ("POST", "/2/tweets"):
+            time.sleep(fake.take_delay)
+            if _hung_up(self.connection):
+                return  # the client died before its request was through: X never saw it
         headers = {name.title(): value for name, value in self.headers.items()}
         status, answer_headers, data = fake.handle(self.command, self.path, headers, body)
         self.send_response(status)
@@ -392,6 +417,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    def handle(self) -> None:
+        # A client that went away before the answer (a test killed it) has nobody to tell.
+        with contextlib.suppress(ConnectionError):
+            super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # tests read fake.calls instead of stderr
