@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from telegram import Update
+from telegram import Message, MessageEntity, Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from steward.features import Command
-from steward.telegram.dialogs import ALLOWED_DURING, Answer, DialogEngine, parse_button
+from steward.telegram.dialog_answers import Answer, parse_button
+from steward.telegram.dialogs import ALLOWED_DURING, DialogEngine
 
 
 class DialogRouter:
@@ -31,9 +32,8 @@ class DialogRouter:
         row = await asyncio.to_thread(self.dialogs.open_dialog, chat.id)
         if row is None or row["user_id"] != update.effective_user.id:
             return  # no dialog here, or (in a group) someone else's: other handlers take it
-        text = message.text or ""
-        if text.startswith("/"):
-            command = text[1:].split(maxsplit=1)[0].split("@")[0].lower()
+        command = _command(message)
+        if command is not None:
             if command in ALLOWED_DURING:
                 return
             await message.reply_text(
@@ -42,9 +42,10 @@ class DialogRouter:
             )
             raise ApplicationHandlerStop
         if message.photo:
-            answer = Answer(photo=message.photo[-1].file_id, caption=message.caption)
+            photo = message.photo[-1].file_id
+            answer = Answer(photo=photo, caption=message.caption, message_id=message.message_id)
         elif message.text is not None:
-            answer = Answer(text=message.text)
+            answer = Answer(text=message.text, message_id=message.message_id)
         else:
             await message.reply_text("I can only take text or a photo here.")
             raise ApplicationHandlerStop
@@ -74,11 +75,25 @@ class DialogRouter:
 
     def cancel_command(self) -> Command:
         async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            row = await asyncio.to_thread(self.dialogs.open_dialog, update.effective_chat.id)
+            if row is not None and row["user_id"] != update.effective_user.id:
+                # In a group, one person's /cancel must not end another's conversation.
+                await update.effective_message.reply_text("That conversation is not yours.")
+                return
             name = await self.dialogs.cancel(update.effective_chat.id)
             if name is None:
                 await update.effective_message.reply_text("There is nothing to cancel.")
 
         return Command("cancel", "end the conversation in progress", cancel)
+
+
+def _command(message: Message) -> str | None:
+    """The command a message starts with, as CommandHandler sees one (a bot_command entity at
+    offset 0), or None: a lone "/" or "/ 5" is text, so it is an answer."""
+    first = message.entities[0] if message.entities else None
+    if first is None or first.type != MessageEntity.BOT_COMMAND or first.offset != 0:
+        return None
+    return message.parse_entity(first)[1:].split("@")[0].lower()
 
 
 def _label(query, choice: int) -> str | None:

@@ -27,6 +27,8 @@ The rules that follow (documented for people writing dialogs):
    asked again; the rejected answer stays in the log and is skipped on replay.
 5. Bump `version` when a dialog's questions change. A dialog started under another version, or
    whose replay no longer matches its log, is ended with an apology instead of crashing.
+
+What an answer is, how it is checked and how choices become buttons: dialog_answers.py.
 """
 
 from __future__ import annotations
@@ -45,12 +47,12 @@ from sqlalchemy.engine import Engine
 
 from steward import db
 from steward.features import Clock
+from steward.telegram.dialog_answers import Answer, Validator, check_answer, choice_buttons
 from steward.telegram.dialog_store import dialogs
 from steward.telegram.formatting import esc
 
 log = logging.getLogger("steward.dialogs")
 
-Validator = Callable[[str], Any]  # returns the parsed value or raises ValueError("sentence")
 DialogFn = Callable[["Dialog"], Awaitable[Any]]
 SORRY_CHANGED = (
     "Sorry, this conversation was changed by an update since it started, so I had to end it. "
@@ -67,20 +69,6 @@ class _Suspend(BaseException):
 
 class DialogChanged(Exception):
     """The replay no longer matches the stored log: the dialog's code changed."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str | None = None
-    photo: str | None = None  # Telegram file_id of the largest size
-    caption: str | None = None
-
-    def to_json(self) -> dict:
-        return {k: v for k, v in (("t", self.text), ("p", self.photo), ("c", self.caption)) if v}
-
-    @classmethod
-    def from_json(cls, data: dict) -> Answer:
-        return cls(text=data.get("t"), photo=data.get("p"), caption=data.get("c"))
 
 
 @dataclass(frozen=True)
@@ -177,7 +165,7 @@ class Dialog:
     def _await_answer(self, text, *, choices=None, validate=None, raw=None, timeout=None):
         run = self._run
         run.question += 1
-        buttons = _buttons(run.row["dialog_id"], run.question, choices)
+        buttons = choice_buttons(run.row["dialog_id"], run.question, choices)
         while True:
             entry = run.next_entry()
             if entry is None:  # the first question without an answer: ask it and wait
@@ -188,42 +176,13 @@ class Dialog:
                 raise DialogChanged("an answer stands where the log has a side effect")
             answer = Answer.from_json(entry["a"])
             try:
-                return _check(answer, choices, validate, raw)
+                return check_answer(answer, choices, validate, raw)
             except ValueError as exc:
                 if run.live:  # the answer just received: explain and ask again
                     run.outputs.append(_Output(f"{esc(exc)}\n\n{text}", buttons))
                     run.timeout = timeout
                     raise _Suspend from None
                 # an old rejected answer: it was explained back then; skip it
-
-
-def _check(answer: Answer, choices, validate, raw) -> Any:
-    if raw is not None:
-        return raw(answer)
-    if answer.text is None:
-        raise ValueError("Please answer with text.")
-    text = answer.text.strip()
-    if choices:
-        for choice in choices:
-            if text.casefold() == choice.casefold():
-                return choice
-        raise ValueError("Please choose one of: " + ", ".join(choices) + ".")
-    return validate(text) if validate is not None else text
-
-
-def _buttons(dialog_id: str, question: int, choices) -> list[list[tuple[str, str]]] | None:
-    if not choices:
-        return None
-    row = [(c, f"dlg:{dialog_id}:{question}:{i}") for i, c in enumerate(choices)]
-    return [row[i : i + 3] for i in range(0, len(row), 3)]
-
-
-def parse_button(data: str) -> tuple[str, int, int] | None:
-    """`dlg:<dialog id>:<question>:<choice>` -> parts, or None for other buttons."""
-    parts = data.split(":")
-    if len(parts) != 4 or parts[0] != "dlg" or not parts[2].isdigit() or not parts[3].isdigit():
-        return None
-    return parts[1], int(parts[2]), int(parts[3])
 
 
 class DialogEngine:
@@ -289,6 +248,11 @@ class DialogEngine:
                 return False
             if question is not None and question != row["question"]:
                 return False
+            if _seen(row, answer):
+                return True  # Telegram delivered this message again (after a crash): done already
+            if row["expires_at"] is not None and row["expires_at"] <= self.clock():
+                # Its question timed out before the sweep came by: close it as the sweep would.
+                return await self._time_out(row)
             if await self._advance(row, answer):
                 return True
         log.warning("dialog in chat %s: gave up after repeated concurrent updates", chat_id)
@@ -296,25 +260,35 @@ class DialogEngine:
 
     async def cancel(self, chat_id: int | str, *, reason: str = "Cancelled.") -> str | None:
         """End the chat's dialog; returns its name, or None when there was none."""
-        row = await asyncio.to_thread(self.open_dialog, chat_id)
-        if row is None or not await asyncio.to_thread(self._finish, row, [_Output(reason)]):
-            return None
-        log.info("dialog %s in chat %s cancelled", row["name"], chat_id)
-        return row["name"]
+        # Read again when an answer advanced the dialog between the read and the delete (in
+        # another worker, say): that is no reason to say there is nothing to cancel.
+        for _attempt in range(5):
+            row = await asyncio.to_thread(self.open_dialog, chat_id)
+            if row is None:
+                return None
+            if await asyncio.to_thread(self._finish, row, [_Output(reason)]):
+                log.info("dialog %s in chat %s cancelled", row["name"], chat_id)
+                return row["name"]
+        log.warning("dialog in chat %s: cancel gave up after repeated concurrent updates", chat_id)
+        return None
 
     async def expire(self) -> int:
         """End every dialog whose open question has waited past its timeout."""
         rows = await asyncio.to_thread(self._expired, self.clock())
         ended = 0
         for row in rows:
-            note = (
-                f"No answer in time, so I closed this conversation. "
-                f"Start it again with /{esc(row['name'])}."
-            )
-            if await asyncio.to_thread(self._finish, dict(row), [_Output(note)]):
-                ended += 1
-                log.info("dialog %s in chat %s timed out", row["name"], row["chat_id"])
+            ended += await self._time_out(row)
         return ended
+
+    async def _time_out(self, row: dict) -> bool:
+        note = (
+            f"No answer in time, so I closed this conversation. "
+            f"Start it again with /{esc(row['name'])}."
+        )
+        if not await asyncio.to_thread(self._finish, dict(row), [_Output(note)]):
+            return False
+        log.info("dialog %s in chat %s timed out", row["name"], row["chat_id"])
+        return True
 
     def _expired(self, now: dt.datetime) -> list[dict]:
         with self.engine.connect() as conn:  # in a thread: a big read must not stall the loop
@@ -403,3 +377,10 @@ class DialogEngine:
             self.outbox.notify_in(
                 conn, out.text, chat_id=row["chat_id"], key=key, buttons=out.buttons
             )
+
+
+def _seen(row: dict, answer: Answer) -> bool:
+    """Is this message already in the dialog's log?"""
+    if answer.message_id is None:
+        return False
+    return any(entry.get("a", {}).get("m") == answer.message_id for entry in row["log"])

@@ -138,6 +138,27 @@ async def test_a_question_left_unanswered_times_out_with_a_message(engine):
     assert not await dialogs.answer(CHAT, Answer(text="Yes"))
 
 
+async def test_an_answer_after_the_timeout_closes_the_dialog_even_before_the_sweep(engine):
+    clock = Clock()
+    dialogs = make(engine, clock, order=(order, 1))
+    await dialogs.start("order", CHAT, USER)
+    clock.now += dt.timedelta(seconds=601)  # the sweep has not come by yet
+    assert await dialogs.answer(CHAT, Answer(text="soup"))
+    assert "closed this conversation" in sent(engine)[-1]
+    assert dialogs.open_dialog(CHAT) is None, "the late answer did not go to the question"
+
+
+async def test_a_message_delivered_twice_is_one_answer(engine):
+    """After a crash Telegram hands the unconfirmed updates over again."""
+    dialogs = make(engine, order=(order, 1))
+    await dialogs.start("order", CHAT, USER)
+    assert await dialogs.answer(CHAT, Answer(text="soup", message_id=7))
+    assert await dialogs.answer(CHAT, Answer(text="soup", message_id=7))
+    assert sent(engine) == ["What would you like?", "How many?"], "not 'soup' as the count"
+    assert await dialogs.answer(CHAT, Answer(text="3", message_id=8))
+    assert sent(engine)[-1] == "Send it to the kitchen?"
+
+
 async def test_cancel_ends_the_dialog_and_one_dialog_per_chat_at_a_time(engine):
     dialogs = make(engine, order=(order, 1))
     assert await dialogs.start("order", CHAT, USER)
