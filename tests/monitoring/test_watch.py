@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -314,8 +315,16 @@ def test_watch_through_the_bot_adds_a_check_that_checks_then_lists(server, tmp_p
             press(fake, wait_said(fake, "Add this check?"), "Add")
             wait_said(fake, "Added web (http)")
             assert fake.wait_for(lambda f: server.hits.get("/web", 0) >= 1, timeout=20)
-            fake.push_message(USER, USER, "/checks")
-            listing = wait_said(fake, "web: ok since")
+            # The target answered; its sample is stored a moment later. Ask until it shows.
+            for _attempt in range(20):
+                before = len(fake.messages(USER))
+                fake.push_message(USER, USER, "/checks")
+                assert fake.wait_for(lambda f, n=before: len(f.messages(USER)) > n, timeout=20)
+                listing = fake.messages(USER)[-1]
+                if "web: ok since" in listing["text"]:
+                    break
+                time.sleep(0.5)
+            assert "web: ok since" in listing["text"], listing["text"]
             assert listing["text"].splitlines()[0].startswith("🟢 api: ok since")
             fake.push_message(USER, USER, "/unwatch api")
             wait_said(fake, "api comes from CHECKS, so /unwatch cannot remove it")
