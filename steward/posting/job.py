@@ -43,7 +43,7 @@ from steward.posting.store import (
     X_RETRY_KEY,
 )
 from steward.posting.wiring import DRY_RUN_HINT, X_VARIABLES, build_parts
-from steward.posting.x_client import Kind, classify
+from steward.posting.x_errors import Kind, classify
 from steward.telegram.formatting import esc
 
 log = logging.getLogger("steward.posting")

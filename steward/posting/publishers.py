@@ -13,15 +13,16 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import requests
 import sqlalchemy as sa
-import tweepy
 
 from steward.posting import textcount
-from steward.posting.x_client import Kind, classify
+from steward.posting.x_errors import Kind, classify
 from steward.telegram.formatting import esc
 
 if TYPE_CHECKING:
+    import tweepy
+
+    from steward.posting.wiring import LazyClient
     from steward.telegram.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class XPublisher:
 
     name = "x"
 
-    def __init__(self, client: tweepy.Client) -> None:
+    def __init__(self, client: tweepy.Client | LazyClient) -> None:
         self.client = client
         self._username: str | None = None
 
@@ -75,6 +76,9 @@ class XPublisher:
                 f"(at most {textcount.X_LIMIT}, no control characters)",
                 permanent=True,
             )
+        import requests  # here, not at import: see wiring.LazyClient
+        import tweepy
+
         try:
             response = self.client.create_tweet(text=text, user_auth=True)
         except (tweepy.TweepyException, requests.RequestException) as exc:
@@ -92,6 +96,9 @@ class XPublisher:
     def _account(self) -> str:
         """The account's @name for links; "i" (X's own alias) until it is known."""
         if self._username is None:
+            import requests
+            import tweepy
+
             try:
                 self._username = self.client.get_me(user_auth=True).data.username
             except (tweepy.TweepyException, requests.RequestException) as exc:

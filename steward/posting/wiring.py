@@ -32,7 +32,6 @@ from steward.posting.sources import (
     WordSource,
 )
 from steward.posting.templates import Template, TemplateError, parse_template
-from steward.posting.x_client import make_client
 
 # Two words per post: the bundled list alone gives tens of thousands of different posts.
 DEFAULT_TEMPLATE = "{Word} and {word2}: a fine pair for today."
@@ -71,7 +70,7 @@ def build_parts(settings: Settings, outbox, engine: Engine, clock: Clock) -> Par
     credentials = _x_credentials(settings)
     if credentials is not None:
         fingerprint = credentials_fingerprint(credentials, settings.x_api_url)
-        publishers["x"] = XPublisher(make_client(*credentials, api_url=settings.x_api_url))
+        publishers["x"] = XPublisher(_client(*credentials, api_url=settings.x_api_url))
     if settings.post_telegram_chat:
         publishers["telegram"] = TelegramChannelPublisher(outbox, settings.post_telegram_chat)
     if not publishers:
@@ -140,10 +139,30 @@ def _reader_client(settings: Settings):
             "is not set, but the reader account's tokens are (reading needs the app's keys)",
             "the app's API key and secret",
         )
-    return make_client(
+    return _client(
         settings.x_consumer_key.get_secret_value(),
         settings.x_consumer_secret.get_secret_value(),
         token.get_secret_value(),
         secret.get_secret_value(),
         api_url=settings.x_api_url,
     )
+
+
+def _client(*credentials: str, api_url: str) -> LazyClient:
+    return LazyClient(*credentials, api_url=api_url)
+
+
+class LazyClient:
+    """X's tweepy Client, made on first use, so that importing tweepy and requests (a tenth of
+    a second and some megabytes) happens in the first tick rather than at start-up."""
+
+    def __init__(self, *credentials: str, api_url: str) -> None:
+        self._credentials, self._api_url = credentials, api_url
+        self._client = None
+
+    def __getattr__(self, name: str):
+        if self._client is None:
+            from steward.posting.x_client import make_client
+
+            self._client = make_client(*self._credentials, api_url=self._api_url)
+        return getattr(self._client, name)
