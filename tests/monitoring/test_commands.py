@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from contextlib import closing
 from types import SimpleNamespace
 
 import pytest
@@ -124,7 +125,7 @@ async def test_bad_arguments_get_a_short_sentence(handlers, text, reply):
 
 def stored_samples(tmp_path, check: str) -> int:
     """Samples of `check` the worker has stored (the target's hit comes a moment earlier)."""
-    with sqlite3.connect(tmp_path / "steward.sqlite") as conn:
+    with closing(sqlite3.connect(tmp_path / "steward.sqlite")) as conn:
         query = 'SELECT count(*) FROM monitoring_samples WHERE "check" = ?'
         return conn.execute(query, (check,)).fetchone()[0]
 

@@ -121,8 +121,9 @@ BAD = [
     ),
     ("{word} is }", "has an unmatched brace; write {{ or }} for a literal brace"),
     (
-        '{"origin": ["a",]}',
-        "looks like a Tracery grammar but is not valid JSON: Expecting value at line 1 column 17",
+        '{"origin": ["a" "b"]}',
+        "looks like a Tracery grammar but is not valid JSON: "
+        "Expecting ',' delimiter at line 1 column 17",
     ),
     ("missing/grammar.json", "names the file missing/grammar.json, which does not exist"),
     ('{"start": "x"}', 'is a Tracery grammar that has no "origin" rule, where every post starts'),

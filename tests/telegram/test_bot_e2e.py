@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 
 import pytest
 
@@ -256,7 +257,7 @@ def test_a_failing_command_is_logged_and_the_user_told_something_went_wrong(fake
     with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
         worker.wait_ready()
         # The store loses a table under the running worker: /runs cannot read it.
-        with sqlite3.connect(tmp_path / "steward.sqlite") as conn:
+        with closing(sqlite3.connect(tmp_path / "steward.sqlite")) as conn:
             conn.execute("DROP TABLE run_commands")
             conn.execute("DROP TABLE run_events")
             conn.execute("DROP TABLE metrics")

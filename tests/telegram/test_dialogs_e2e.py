@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import time
 import urllib.request
+from contextlib import closing
 
 import pytest
 
@@ -109,7 +110,7 @@ def wait_recorded(tmp_path) -> None:
     way to ask whether a message went out, so that window is at-least-once by nature."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with sqlite3.connect(tmp_path / "steward.sqlite") as conn:
+        with closing(sqlite3.connect(tmp_path / "steward.sqlite")) as conn:
             (waiting,) = conn.execute(
                 "SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')"
             ).fetchone()
