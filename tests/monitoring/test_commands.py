@@ -8,7 +8,6 @@ from contextlib import closing
 from types import SimpleNamespace
 
 import pytest
-from telegram import Bot, Update
 
 from steward import db
 from steward.config import load_settings
@@ -17,6 +16,7 @@ from steward.monitoring import commands
 from steward.monitoring.job import Monitor
 from steward.monitoring.spec import load_checks
 from steward.telegram.outbox import Outbox
+from tests.command_calls import command_caller
 from tests.fakes.telegram_api import FakeTelegram
 from tests.monitoring.targets import Route, TargetServer
 from tests.worker_process import WorkerProcess, clean_env
@@ -69,20 +69,9 @@ async def handlers(fake, target, sqlite_url):
     clock = lambda: dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)  # noqa: E731
     services = Services(settings, engine, Outbox(engine, str(OWNER)), clock)
     monitor = Monitor(services, load_checks(checks))
-    by_name = {c.name: c.callback for c in commands.build(monitor)}
-    bot = Bot(TOKEN, base_url=f"{fake.url}/bot", base_file_url=f"{fake.url}/file/bot")
-    await bot.initialize()
-
-    async def call(text: str) -> list[dict]:
-        before = len(fake.messages(OWNER))
-        update = Update.de_json(fake.push_message(OWNER, OWNER, text), bot)
-        name, *args = text[1:].split()
-        await by_name[name](update, SimpleNamespace(args=args))
-        return fake.messages(OWNER)[before:]
-
-    yield SimpleNamespace(call=call, monitor=monitor, fake=fake)
+    async with command_caller(fake, TOKEN, OWNER, commands.build(monitor)) as call:
+        yield SimpleNamespace(call=call, monitor=monitor, fake=fake)
     await monitor.stop()
-    await bot.shutdown()
     engine.dispose()
 
 

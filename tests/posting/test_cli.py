@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from steward import db
 from tests.fakes.x_api import FakeX
 from tests.posting.helpers import bot, rows, x_env
 from tests.worker_process import clean_env
-
-
-@pytest.fixture
-def fake():
-    with FakeX(consumer_key="ck", consumer_secret="cs") as server:
-        server.add_user("42", "alice", "42-token", "42-secret")
-        yield server
 
 
 def store_url(tmp_path) -> str:

@@ -19,19 +19,11 @@ from steward.posting.commands import (
 from steward.posting.store import Post
 from steward.telegram.dialogs import Answer, DialogEngine
 from tests.fakes.telegram_api import FakeTelegram
-from tests.fakes.x_api import FakeX
 from tests.posting.helpers import Clock, outbox_rows, poster, rows, x_env
 from tests.worker_process import WorkerProcess, clean_env
 
 CHAT, USER = 1000, 42
 TOKEN = "123456:TEST-token-for-posting"
-
-
-@pytest.fixture
-def fake():
-    with FakeX(consumer_key="ck", consumer_secret="cs") as server:
-        server.add_user("42", "alice", "42-token", "42-secret")
-        yield server
 
 
 def test_the_outcome_says_where_the_post_went_with_links_and_escapes_errors():

@@ -14,7 +14,6 @@ from steward.posting.wiring import DRY_RUN_HINT
 from steward.telegram.sender import OutboxSender
 from steward.telegram.sinks import TelegramSink
 from tests.fakes.telegram_api import FakeTelegram
-from tests.fakes.x_api import FakeX
 from tests.posting.helpers import (
     Clock,
     bot,
@@ -26,13 +25,6 @@ from tests.posting.helpers import (
     x_env,
 )
 from tests.worker_process import clean_env
-
-
-@pytest.fixture
-def fake():
-    with FakeX(consumer_key="ck", consumer_secret="cs") as server:
-        server.add_user("42", "alice", "42-token", "42-secret")
-        yield server
 
 
 @pytest.fixture

@@ -26,13 +26,6 @@ from tests.fakes.x_api import FakeX
 
 
 @pytest.fixture
-def fake():
-    with FakeX(consumer_key="ck", consumer_secret="cs") as server:
-        server.add_user("42", "alice", "42-token", "42-secret")
-        yield server
-
-
-@pytest.fixture
 def x(fake):
     client = make_client("ck", "cs", "42-token", "42-secret", fake.url)
     yield XPublisher(client)

@@ -19,14 +19,6 @@ from steward.posting.x_client import (
     make_oauth_handler,
     reroute,
 )
-from tests.fakes.x_api import FakeX
-
-
-@pytest.fixture
-def fake():
-    with FakeX(consumer_key="ck", consumer_secret="cs") as server:
-        server.add_user("42", "alice", "42-token", "42-secret")
-        yield server
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
-from telegram import Bot, Update
 
 from steward import db
 from steward.config import load_settings
@@ -16,6 +15,7 @@ from steward.telegram import store as tg_store
 from steward.telegram.dialogs import Answer, DialogEngine
 from steward.telegram.outbox import Outbox
 from steward.training import Run, commands, dialogs, store
+from tests.command_calls import command_caller
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "123456:TEST-token-for-training"
@@ -36,16 +36,6 @@ async def chat(fake, url, engine):
     services.dialogs = DialogEngine(engine, outbox)
     for name, fn, version in dialogs.build_dialogs(services):
         services.dialogs.register(name, fn, version=version)
-    by_name = {c.name: c.callback for c in commands.build(services)}
-    bot = Bot(TOKEN, base_url=f"{fake.url}/bot", base_file_url=f"{fake.url}/file/bot")
-    await bot.initialize()
-
-    async def call(text: str) -> list[dict]:
-        before = len(fake.messages(OWNER))
-        update = Update.de_json(fake.push_message(OWNER, OWNER, text), bot)
-        name, *args = text[1:].split()
-        await by_name[name](update, SimpleNamespace(args=args))
-        return fake.messages(OWNER)[before:]
 
     def said() -> list[str]:
         """What went into the outbox (dialog questions and answers go that way)."""
@@ -58,10 +48,10 @@ async def chat(fake, url, engine):
             query = sa.select(store.run_commands).where(store.run_commands.c.run_id == run_id)
             return conn.execute(query).all()
 
-    yield SimpleNamespace(
-        call=call, said=said, commands_sent=commands_sent, services=services, url=url
-    )
-    await bot.shutdown()
+    async with command_caller(fake, TOKEN, OWNER, commands.build(services)) as call:
+        yield SimpleNamespace(
+            call=call, said=said, commands_sent=commands_sent, services=services, url=url
+        )
 
 
 def start_run(url: str, name: str = "resnet", steps: int = 5) -> Run:
