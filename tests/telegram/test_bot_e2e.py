@@ -253,6 +253,25 @@ def test_help_lists_every_features_commands_and_mute_and_unmute_answer(fake, tmp
     assert wrong.startswith("'soon' is not a duration")
 
 
+def test_a_burst_from_a_hundred_chats_gets_every_reply_while_telegram_is_slow(fake, tmp_path):
+    # More replies in flight than the bot keeps connections: the rest wait for a connection
+    # (seconds here) instead of failing with a pool timeout.
+    users = list(range(1000, 1100))
+    env = bot_env(fake, tmp_path, ALLOWED_USERS=",".join(map(str, users)))
+    with WorkerProcess(env, tmp_path) as worker:
+        worker.wait_ready()
+        fake.reply_delay = 0.6
+        for user in users:
+            fake.push_message(user, user, "/help")
+        everyone = lambda f: all(replies_to(f, user) for user in users)  # noqa: E731
+        assert fake.wait_for(everyone, timeout=60)
+        time.sleep(0.5)  # a late duplicate would arrive now
+        fake.reply_delay = 0
+        assert worker.terminate()[0] == 0
+    assert [len(replies_to(fake, user)) for user in users] == [1] * len(users)
+    assert "handler failed" not in worker.output
+
+
 def test_a_failing_command_is_logged_and_the_user_told_something_went_wrong(fake, tmp_path):
     with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
         worker.wait_ready()
