@@ -34,6 +34,9 @@ GAP_FACTOR = 3.0  # a silence longer than this many usual intervals breaks the l
 MAX_POINTS = 4000  # per line; more only costs time and bytes at 800 px
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MAX_PANELS = 6
+# Monitoring charts' margins, inches: room for six-digit ticks and a unit on the left.
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_SUPTITLE, MARGIN_BOTTOM = 0.95, 0.15, 0.3, 0.3, 0.55
+PANEL_GAP = 0.45  # between stacked panels: the next panel's title sits there
 
 _STYLE = {
     "font.size": 10,
@@ -146,7 +149,9 @@ def render_series(panels: Sequence[Panel], *, tz: dt.tzinfo, title: str = "") ->
 
     with mpl.rc_context(_STYLE):
         count = max(1, len(panels))
-        fig = Figure(figsize=(WIDTH, PANEL_HEIGHT * count + 0.6), layout="constrained")
+        height = PANEL_HEIGHT * count + 0.6
+        fig = Figure(figsize=(WIDTH, height))
+        _fixed_margins(fig, height, count, titled=bool(title))
         axes = fig.subplots(count, 1, sharex=True, squeeze=False)[:, 0]
         locator = mdates.AutoDateLocator(tz=tz, minticks=3, maxticks=7)
         for ax, panel in zip(axes, panels, strict=False):
@@ -158,6 +163,21 @@ def render_series(panels: Sequence[Panel], *, tz: dt.tzinfo, title: str = "") ->
         if title:
             fig.suptitle(f"{title} ({_tz_name(tz)})", fontsize=12)
         return _png(fig)
+
+
+def _fixed_margins(fig: Figure, height: float, count: int, *, titled: bool) -> None:
+    """Margins in inches, set once. Constrained layout measured every label and took over half
+    of a /week chart's time (bench/monitoring.py); these panels always have the same parts: tick
+    labels and a unit on the left, a title above each, dates and their offset line below."""
+    top = MARGIN_TOP + (MARGIN_SUPTITLE if titled else 0.0)
+    axes_height = (height - top - MARGIN_BOTTOM - (count - 1) * PANEL_GAP) / count
+    fig.subplots_adjust(
+        left=MARGIN_LEFT / WIDTH,
+        right=1 - MARGIN_RIGHT / WIDTH,
+        top=1 - top / height,
+        bottom=MARGIN_BOTTOM / height,
+        hspace=PANEL_GAP / axes_height,  # matplotlib wants the gap as a share of a panel
+    )
 
 
 def _series_panel(ax, panel: Panel, tz: dt.tzinfo) -> None:
