@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from bench.common import ROOT, pss_mb, table
 
 TARGETS = 1000
 SEED_WORKERS = 9
+CHART_RUNS = 7
 SERVER = r"""
 import asyncio, sys
 
@@ -144,11 +146,13 @@ def week_chart() -> tuple[float, int] | None:
         while store.roll_up(engine, now):
             pass
         charts.render(engine, specs, charts.WINDOWS["week"], now, dt.UTC, "warm-up")
-        began = time.perf_counter()
-        png = charts.render(engine, specs, charts.WINDOWS["week"], now, dt.UTC, "last week")
-        took = time.perf_counter() - began
+        times = []
+        for _ in range(CHART_RUNS):  # single renders vary by a third on this machine
+            began = time.perf_counter()
+            png = charts.render(engine, specs, charts.WINDOWS["week"], now, dt.UTC, "last week")
+            times.append(time.perf_counter() - began)
         engine.dispose()
-    return took, len(png)
+    return statistics.median(times), len(png)
 
 
 def main() -> None:
@@ -179,7 +183,8 @@ def main() -> None:
         print("/week chart: steward.plots is not available")
     else:
         print(
-            f"/week chart, 3 checks x 2016 samples: {chart[0] * 1000:.0f} ms (goal < 300), "
+            f"/week chart, 3 checks x 2016 samples: median of {CHART_RUNS} renders "
+            f"{chart[0] * 1000:.0f} ms (goal < 300), "
             f"{chart[1] / 1024:.0f} KB (goal < 150)"
         )
 

@@ -40,6 +40,20 @@ def bad_stretches(samples: Sequence[Sample]) -> list[tuple[dt.datetime, dt.datet
     return stretches
 
 
+def bad_hours(hours: Sequence[store.Rollup]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Runs of hours that had a bad sample, as stretches: the shading of a rolled-up window,
+    where an hour is a few pixels wide."""
+    stretches: list[tuple[dt.datetime, dt.datetime]] = []
+    for h in hours:
+        if not h.bad:
+            continue
+        if stretches and stretches[-1][1] == h.hour:
+            stretches[-1] = (stretches[-1][0], h.hour + store.HOUR)
+        else:
+            stretches.append((h.hour, h.hour + store.HOUR))
+    return stretches
+
+
 def _label(spec: CheckSpec) -> str:
     unit = UNITS.get(spec.kind, "")
     kind = {"http": "response", "tcp": "connect", "evm_lag": "lag", "python": "value"}[spec.kind]
@@ -54,17 +68,20 @@ def panels(
 
     start = now - window
     names = [s.name for s in specs]
-    raw = store.read_samples(engine, names, start)
     rolled = store.read_rollups(engine, names, start) if window >= ROLLUPS_FROM else {}
+    # Raw samples only where no rollup covers them: reading a week of them was most of the
+    # cost of a /week chart.
+    ends = [hours[-1].hour + store.HOUR if hours else start for hours in rolled.values()]
+    raw = store.read_samples(engine, names, min(ends, default=start), details=False)
     out = []
     for spec in specs:
         samples = raw[spec.name]
-        shade = bad_stretches(samples)
         hours = rolled.get(spec.name, [])
         if hours:
             # Rollups for the past hours, raw samples for the hour not yet rolled up.
             last = hours[-1].hour + store.HOUR
             recent = [s for s in samples if s.time >= last]
+            shade = bad_hours(hours) + bad_stretches(recent)
             times = [h.hour + store.HOUR / 2 for h in hours] + [s.time for s in recent]
             values = [h.mean for h in hours] + [s.value for s in recent]
             lows = [h.min for h in hours] + [s.value for s in recent]
@@ -85,7 +102,7 @@ def panels(
                 times=[s.time for s in samples],
                 values=[s.value for s in samples],
                 band=spec.band(),
-                shade=shade,
+                shade=bad_stretches(samples),
                 y_label=_label(spec),
             )
         out.append(panel)

@@ -115,17 +115,27 @@ def write_samples(engine: Engine, batch: Iterable[Sample]) -> None:
 
 
 def read_samples(
-    engine: Engine, checks: Iterable[str], start: dt.datetime, end: dt.datetime | None = None
+    engine: Engine,
+    checks: Iterable[str],
+    start: dt.datetime,
+    end: dt.datetime | None = None,
+    *,
+    details: bool = True,
 ) -> dict[str, list[Sample]]:
-    """Each check's samples from `start` (to `end`), oldest first."""
+    """Each check's samples from `start` (to `end`), oldest first. Charts pass details=False:
+    decoding every sample's JSON details was a fifth of a /week chart's time."""
     names = list(checks)
-    query = sa.select(samples).where(samples.c.check.in_(names), samples.c.time >= start)
+    columns = [samples.c.time, samples.c.check, samples.c.status, samples.c.value]
+    if details:
+        columns.append(samples.c.details)
+    query = sa.select(*columns).where(samples.c.check.in_(names), samples.c.time >= start)
     if end is not None:
         query = query.where(samples.c.time < end)
     out: dict[str, list[Sample]] = {name: [] for name in names}
     with engine.connect() as conn:
-        for r in conn.execute(query.order_by(samples.c.time, samples.c.id)):
-            out[r.check].append(Sample(r.time, r.check, r.status, r.value, r.details or {}))
+        rows = conn.execute(query.order_by(samples.c.time, samples.c.id)).all()
+    for time, check, status, value, *extra in rows:  # plain tuples: a week is 2,016 a check
+        out[check].append(Sample(time, check, status, value, (extra[0] or {}) if extra else {}))
     return out
 
 
