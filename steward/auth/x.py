@@ -19,13 +19,8 @@ import requests
 import tweepy
 
 from steward.config import EXIT_CONFIG, Settings
-from steward.posting.x_client import (
-    DEFAULT_API_URL,
-    Kind,
-    classify,
-    make_client,
-    make_oauth_handler,
-)
+from steward.posting.x_client import DEFAULT_API_URL, make_client, make_oauth_handler
+from steward.posting.x_errors import Kind, classify
 
 KEYS_HELP = (
     "create an app at https://developer.x.com (Projects & Apps > Keys and tokens), give it "

@@ -70,7 +70,7 @@ def build_parts(settings: Settings, outbox, engine: Engine, clock: Clock) -> Par
     credentials = _x_credentials(settings)
     if credentials is not None:
         fingerprint = credentials_fingerprint(credentials, settings.x_api_url)
-        publishers["x"] = XPublisher(_client(*credentials, api_url=settings.x_api_url))
+        publishers["x"] = XPublisher(LazyClient(*credentials, api_url=settings.x_api_url))
     if settings.post_telegram_chat:
         publishers["telegram"] = TelegramChannelPublisher(outbox, settings.post_telegram_chat)
     if not publishers:
@@ -139,17 +139,13 @@ def _reader_client(settings: Settings):
             "is not set, but the reader account's tokens are (reading needs the app's keys)",
             "the app's API key and secret",
         )
-    return _client(
+    return LazyClient(
         settings.x_consumer_key.get_secret_value(),
         settings.x_consumer_secret.get_secret_value(),
         token.get_secret_value(),
         secret.get_secret_value(),
         api_url=settings.x_api_url,
     )
-
-
-def _client(*credentials: str, api_url: str) -> LazyClient:
-    return LazyClient(*credentials, api_url=api_url)
 
 
 class LazyClient:

@@ -13,8 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import tweepy
 
-from steward.posting.x_errors import Kind, XError, classify  # noqa: F401 (this module's API)
-
 DEFAULT_API_URL = "https://api.twitter.com"
 # Hosts tweepy writes into its URLs (API v2, OAuth, media upload).
 X_HOSTS = frozenset({"api.twitter.com", "api.x.com", "upload.twitter.com", "upload.x.com"})

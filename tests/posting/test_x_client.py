@@ -12,13 +12,12 @@ import tweepy
 
 from steward.posting.x_client import (
     DEFAULT_API_URL,
-    Kind,
     XSession,
-    classify,
     make_client,
     make_oauth_handler,
     reroute,
 )
+from steward.posting.x_errors import Kind, classify
 
 
 @pytest.fixture
