@@ -94,6 +94,14 @@ def claimed(engine: Engine, job: str, scheduled_at: dt.datetime) -> bool:
         return conn.execute(stmt.limit(1)).first() is not None
 
 
+def last_claim(engine: Engine, job: str) -> dt.datetime | None:
+    """The scheduled time of the newest claimed tick of `job`, or None."""
+    c = db.job_claims.c
+    stmt = sa.select(c.scheduled_at).where(c.job == job).order_by(c.scheduled_at.desc())
+    with engine.connect() as conn:
+        return conn.scalar(stmt.limit(1))
+
+
 class SharedEngineJobStore(SQLAlchemyJobStore):
     """APScheduler's job store on the worker's engine, which outlives the scheduler.
 

@@ -11,9 +11,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from steward import db
+from steward import scheduler
 from steward.posting import store
 
 if TYPE_CHECKING:
@@ -39,10 +37,7 @@ def recover(poster: Poster) -> None:
 
 def finish_claimed(poster: Poster) -> None:
     """Run the newest tick the scheduler claimed if a stop came before the tick began."""
-    claims = db.job_claims.c
-    query = sa.select(claims.scheduled_at).where(claims.job == store.TICK_JOB)
-    with poster.engine.connect() as conn:
-        claimed = conn.scalar(query.order_by(claims.scheduled_at.desc()).limit(1))
+    claimed = scheduler.last_claim(poster.engine, store.TICK_JOB)
     last, skipped = poster.load(store.TICK_KEY), poster.load(store.SKIPPED_KEY)
     seen = [dt.datetime.fromisoformat(at) for at in (last and last["at"], skipped) if at]
     if claimed is None or any(at >= claimed for at in seen):
