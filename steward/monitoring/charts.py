@@ -71,16 +71,16 @@ def panels(
     rolled = store.read_rollups(engine, names, start) if window >= ROLLUPS_FROM else {}
     # Raw samples only where no rollup covers them: reading a week of them was most of the
     # cost of a /week chart.
-    ends = [hours[-1].hour + store.HOUR if hours else start for hours in rolled.values()]
-    raw = store.read_samples(engine, names, min(ends, default=start), details=False)
+    rolled_until = {name: hours[-1].hour + store.HOUR for name, hours in rolled.items() if hours}
+    raw_from = min((rolled_until.get(name, start) for name in names), default=start)
+    raw = store.read_samples(engine, names, raw_from, details=False)
     out = []
     for spec in specs:
         samples = raw[spec.name]
         hours = rolled.get(spec.name, [])
         if hours:
             # Rollups for the past hours, raw samples for the hour not yet rolled up.
-            last = hours[-1].hour + store.HOUR
-            recent = [s for s in samples if s.time >= last]
+            recent = [s for s in samples if s.time >= rolled_until[spec.name]]
             shade = bad_hours(hours) + bad_stretches(recent)
             times = [h.hour + store.HOUR / 2 for h in hours] + [s.time for s in recent]
             values = [h.mean for h in hours] + [s.value for s in recent]
