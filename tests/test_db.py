@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from steward import db
+from tests.schema_diff import migrated_schema_diff
 
 
 def test_it_rewrites_herokus_postgres_scheme_and_requires_ssl_for_remote_hosts():
@@ -68,9 +69,6 @@ def test_the_head_revision_read_from_the_files_is_alembics():
 
 def test_the_models_and_the_migrations_describe_the_same_schema(store_url):
     """What the code declares is what the migrations build (autogenerate finds nothing)."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
     from steward.features import import_stores
 
     def ours(name, type_, parent_names) -> bool:
@@ -79,10 +77,4 @@ def test_the_models_and_the_migrations_describe_the_same_schema(store_url):
         return table != "apscheduler_jobs"
 
     import_stores()
-    engine = db.make_engine(store_url)
-    db.upgrade(engine)
-    with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"include_name": ours})
-        diff = compare_metadata(context, db.metadata)
-    engine.dispose()
-    assert diff == []
+    assert migrated_schema_diff(store_url, include_name=ours) == []

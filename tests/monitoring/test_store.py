@@ -9,6 +9,7 @@ import pytest
 from steward import db
 from steward.monitoring import store
 from steward.monitoring.alerts import ALERTING, AlertState, Sample
+from tests.schema_diff import migrated_schema_diff
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 TABLES = [store.samples, store.rollups, store.alerts, db.state]
@@ -127,15 +128,7 @@ def test_a_mute_survives_steps_and_does_not_move_the_version(engine):
 
 
 def test_the_watched_checks_table_has_the_shape_of_its_migration(store_url):
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
-    migrated = db.make_engine(store_url)
-    db.upgrade(migrated)
-    with migrated.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(context, db.metadata)
-    migrated.dispose()
+    diff = migrated_schema_diff(store_url, compare_type=True)
     assert [d for d in diff if "watched_checks" in repr(d)] == []
 
 
