@@ -11,7 +11,7 @@ lint:
 test:
 	$(PY) -m pytest -q
 
-docs:  ## rewrite README's config table, .env.example and app.json from steward/config.py
+docs:  ## rewrite README's config table, .env.example and app.json from steward/config/
 	$(PY) scripts/sync_config_docs.py
 
 bench:
