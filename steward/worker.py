@@ -34,7 +34,7 @@ LOG_CHAT = "log"  # where notifications go without TELEGRAM_TOKEN and TELEGRAM_C
 STARTUP_ATTEMPTS = 10  # getMe tries before giving up (about 4 minutes in all)
 STARTUP_BACKOFF = (1.0, 30.0)  # seconds: first wait, longest wait
 EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: Heroku restarts the dyno later
-STOP_DEADLINE = 9.0  # seconds from SIGTERM to exit, whatever a thread is doing (Heroku: 30)
+STOP_DEADLINE = 8.0  # seconds from SIGTERM to exit, whatever a thread is doing (Heroku: 30)
 
 
 class StartupError(Exception):

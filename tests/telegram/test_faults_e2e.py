@@ -144,6 +144,19 @@ def test_fifty_chats_typing_at_once_get_every_reply_once_and_in_order(limited, t
     assert "handler failed" not in worker.output
 
 
+def test_a_reply_hit_by_a_5xx_then_a_429_arrives_once_without_a_traceback(fake, tmp_path):
+    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+        worker.wait_ready()
+        fake.fail_next("sendMessage", 502)
+        fake.fail_next("sendMessage", 429, retry_after=1)
+        fake.push_message(OWNER, OWNER, "/help")
+        assert fake.wait_for(lambda f: to_chat(f, OWNER), timeout=15)
+        time.sleep(1)
+        assert worker.terminate()[0] == 0
+    assert len(to_chat(fake, OWNER)) == 1
+    assert "Traceback" not in worker.output and "handler failed" not in worker.output
+
+
 def test_an_unknown_command_gets_a_pointer_to_help(fake, tmp_path):
     with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
         worker.wait_ready()
