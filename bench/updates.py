@@ -9,7 +9,8 @@ Then the same kind of load with Telegram's limits enforced by the fake (1 messag
 30/s in all, 429 with retry_after beyond): LIMITED_CHATS chats each type /help LIMITED_PER_CHAT
 times at once. Reported: replies delivered / replies asked (goal 100%) and the p50/p99 latency
 from a message to its reply, for steward and for python-telegram-bot with its AIORateLimiter
-(defaults, and with max_retries=5), both handling updates concurrently.
+(defaults, and with max_retries=5), both handling updates concurrently; and steward again with
+600 notifications to 600 chats queued in its outbox (replies must keep their priority).
 """
 
 from __future__ import annotations
@@ -57,14 +58,30 @@ def run(name: str, args: list[str], ready: str, extra_env: dict[str, str]) -> tu
     return name, total, f"{elapsed:.2f}", f"{rate:.0f}"
 
 
-def run_limited(name: str, args: list[str], extra_env: dict[str, str]) -> tuple:
+def queue_notifications(database_url: str, count: int) -> None:
+    """Fill steward's outbox with `count` notifications to as many chats (the whole global
+    budget for seconds): replies must still go first (the fast lane, steward/telegram/flood.py)."""
+    from steward import db
+    from steward.telegram.outbox import Outbox
+
+    engine = db.make_engine(database_url)
+    outbox = Outbox(engine, None)
+    for n in range(count):
+        outbox.notify(f"notification {n}", chat_id=str(900_000 + n))
+    engine.dispose()
+
+
+def run_limited(
+    name: str, args: list[str], extra_env: dict[str, str], notifications: int = 0
+) -> tuple:
     """Replies delivered / asked and latency percentiles under the fake's enforced limits."""
     asked = LIMITED_CHATS * LIMITED_PER_CHAT
     pushed: dict[int, list[float]] = {}
     arrived: dict[int, list[float]] = {}
 
     def on_sent(entry: dict) -> None:
-        arrived.setdefault(entry["chat_id"], []).append(time.perf_counter())
+        if entry["chat_id"] < 900_000:  # replies only, not the queued notifications
+            arrived.setdefault(entry["chat_id"], []).append(time.perf_counter())
 
     with FakeTelegram(token=TOKEN, reply_delay=REPLY_DELAY, enforce_limits=True) as fake:
         users = list(range(3000, 3000 + LIMITED_CHATS))
@@ -75,6 +92,9 @@ def run_limited(name: str, args: list[str], extra_env: dict[str, str]) -> tuple:
             proc, _ = start(args, env, "ready", cwd=Path(tmp))
             try:
                 time.sleep(2.0)  # let start-up notifications go out first
+                if notifications:
+                    queue_notifications(env["DATABASE_URL"], notifications)
+                    time.sleep(1.0)  # the sender is busy with them
                 fake.on_sent = on_sent
                 for _round in range(LIMITED_PER_CHAT):
                     for user in users:
@@ -124,6 +144,12 @@ def print_limited() -> None:
     ptb = [str(ROOT / "bench/peers/ptb_echo.py")]
     limited = [
         run_limited("steward", [str(ROOT / "bot.py")], {"LOG_LEVEL": "INFO"}),
+        run_limited(
+            "steward, 600 notifications queued",
+            [str(ROOT / "bot.py")],
+            {"LOG_LEVEL": "INFO"},
+            notifications=600,
+        ),
         run_limited("PTB + AIORateLimiter()", ptb, {"PTB_RATE_LIMITER": "aio"}),
         run_limited("PTB + AIORateLimiter(max_retries=5)", ptb, {"PTB_RATE_LIMITER": "aio-retry"}),
     ]

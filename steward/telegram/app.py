@@ -133,8 +133,10 @@ def add_commands(app: Application, commands: list[Command]) -> None:
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     text = update.effective_message.text or "/"
-    name = text.split()[0][1:].split("@")[0][:32] or "?"
-    await update.effective_message.reply_text(UNKNOWN_COMMAND.format(name=name))
+    name, _, addressee = text.split()[0][1:].partition("@")
+    if addressee and addressee.lower() != (context.bot.username or "").lower():
+        return  # in a group, a command for another bot
+    await update.effective_message.reply_text(UNKNOWN_COMMAND.format(name=name[:32] or "?"))
 
 
 async def unhandled_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
