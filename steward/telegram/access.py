@@ -126,7 +126,9 @@ class AccessControl:
                 self._spawn(self._answer_button(update, None))
             return
         log.warning("refused user %s (@%s)", user.id, user.username or "-")
-        self._spawn(self._refuse(update, user.id, chat.id))
+        if update.message is not None or update.callback_query is not None:
+            # Only what a person typed or pressed is answered (not edits, blocks, reactions).
+            self._spawn(self._refuse(update, user.id, chat.id))
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
