@@ -128,10 +128,13 @@ class World:
             return
         from steward.telegram import app as tg
 
-        await connect_bot(self.app, self.settings.telegram_api_url)
+        api = self.settings.telegram_api_url
+        await with_bot_api_retries(self.app.initialize, api)
         tg.add_commands(self.app, self.commands)
         await tg.publish_commands(self.app, self.commands, self.app.bot_data["access"])
-        self.mode = await tg.start_receiving(self.app, self.settings)
+        self.mode = await with_bot_api_retries(
+            lambda: tg.start_receiving(self.app, self.settings), api
+        )
         await self.app.start()
         self.sender = make_sender(self, bot=self.app.bot)
         log.info("bot @%s is up (%s)", self.app.bot.username, self.mode)
@@ -174,17 +177,17 @@ class World:
         log.info("stopped")
 
 
-async def connect_bot(app, api_url: str) -> None:
-    """`getMe` until the Bot API answers: a 5xx, a 429 or a network error at a deploy is waited
-    out (one log line per attempt, back-off up to STARTUP_BACKOFF[1]); only a rejected token
-    (401) stops the worker, with status 78. SIGTERM meanwhile cancels the wait."""
+async def with_bot_api_retries(step, api_url: str):
+    """Run `step()` (a Bot API call at start-up: getMe, deleteWebhook or setWebhook) until the
+    Bot API answers: a 5xx, a 429 or a network error at a deploy is waited out (one log line per
+    attempt, back-off up to STARTUP_BACKOFF[1]); only a rejected token (401) stops the worker,
+    with status 78. SIGTERM meanwhile cancels the wait."""
     from telegram.error import InvalidToken, RetryAfter, TelegramError
 
     low, high = STARTUP_BACKOFF
     for attempt in range(1, STARTUP_ATTEMPTS + 1):
         try:
-            await app.initialize()
-            return
+            return await step()
         except InvalidToken:
             raise StartupError(
                 "TELEGRAM_TOKEN was rejected by Telegram (401 Unauthorized); "
@@ -209,6 +212,7 @@ async def connect_bot(app, api_url: str) -> None:
                 delay,
             )
             await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def make_sender(world: World, bot=None):

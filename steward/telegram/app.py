@@ -257,7 +257,7 @@ async def start_receiving(app: Application, settings: Settings) -> str:
             app, settings.port, WEBHOOK_PATH, settings.effective_webhook_secret()
         )
         await server.start(f"{settings.webhook_url}/{WEBHOOK_PATH}")
-        app.bot_data["webhook"] = server
+        app.bot_data["webhook"] = server  # stop_receiving closes it
         return f"webhook on port {settings.port}"
     await app.updater.start_polling(  # type: ignore[union-attr]
         allowed_updates=Update.ALL_TYPES,

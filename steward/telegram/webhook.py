@@ -33,12 +33,14 @@ class WebhookServer:
         self._server: HTTPServer | None = None
 
     async def start(self, url: str) -> None:
-        routes = [(rf"/{self.path}/?", _UpdateHandler, {"server": self})]
-        self._server = HTTPServer(tornado.web.Application(routes, log_function=lambda _h: None))
-        self._server.listen(self.port, address="0.0.0.0")
+        # Registered first: a failed call can be retried before anything listens (Telegram
+        # retries its deliveries until the server below is up).
         await self.app.bot.set_webhook(
             url=url, secret_token=self.secret, allowed_updates=Update.ALL_TYPES
         )
+        routes = [(rf"/{self.path}/?", _UpdateHandler, {"server": self})]
+        self._server = HTTPServer(tornado.web.Application(routes, log_function=lambda _h: None))
+        self._server.listen(self.port, address="0.0.0.0")
 
     async def stop(self) -> None:
         if self._server is not None:
