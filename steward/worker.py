@@ -35,6 +35,7 @@ STARTUP_ATTEMPTS = 10  # getMe tries before giving up (about 4 minutes in all)
 STARTUP_BACKOFF = (1.0, 30.0)  # seconds: first wait, longest wait
 EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: Heroku restarts the dyno later
 STOP_DEADLINE = 8.0  # seconds from SIGTERM to exit, whatever a thread is doing (Heroku: 30)
+STOPPED_GRACE = 2.0  # seconds after a clean stop that lingering threads may take to end
 
 
 class StartupError(Exception):
@@ -58,7 +59,7 @@ class World:
     sender: object | None = None
     mode: str = "log only (no TELEGRAM_TOKEN)"
     _stopping: bool = field(default=False, repr=False)
-    _stopped: bool = field(default=False, repr=False)
+    _stopped_at: float | None = field(default=None, repr=False)  # monotonic, once stopped
     _demo_stop: object | None = field(default=None, repr=False)
 
     @property
@@ -173,7 +174,7 @@ class World:
             await self.app.stop()
             await self.app.shutdown()
         self.engine.dispose()
-        self._stopped = True
+        self._stopped_at = time.monotonic()
         log.info("stopped")
 
 
@@ -340,18 +341,24 @@ async def serve(world: World) -> int:
 
 
 def _exit_after(world: World) -> None:
-    """The stop deadline: leave now, without the threads that still hold the process."""
-    time.sleep(STOP_DEADLINE)
+    """The stop deadline: leave without the threads that still hold the process, STOP_DEADLINE
+    after the signal, or STOPPED_GRACE after a clean stop (then only threads stuck in a call
+    that nothing waits for any more keep the interpreter from exiting)."""
+    began = time.monotonic()
+    while time.monotonic() - began < STOP_DEADLINE:
+        if world._stopped_at is not None and time.monotonic() - world._stopped_at >= STOPPED_GRACE:
+            break
+        time.sleep(0.05)
     busy = [t.name for t in threading.enumerate() if not t.daemon and t.is_alive()]
     busy = [name for name in busy if name != "MainThread"] or ["the event loop"]
     log.warning(
         "still busy %.0fs after the signal (%s): exiting without them; their work stays "
         "pending and is retried at the next start",
-        STOP_DEADLINE,
+        time.monotonic() - began,
         ", ".join(busy),
     )
     logging.shutdown()
-    os._exit(0 if world._stopped else 1)
+    os._exit(0 if world._stopped_at is not None else 1)
 
 
 def run(settings: Settings, *, demo: bool = False) -> int:

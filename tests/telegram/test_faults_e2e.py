@@ -90,12 +90,15 @@ def test_a_flood_of_strangers_gets_at_most_one_refusal_each_and_never_a_command(
             worker.wait_ready()
             for user in strangers:
                 fake.push_message(user, user, "/status")
+                fake.push_callback(user, user, "dlg:1:1:0", message_id=1)
             help_marker(fake, worker)
             time.sleep(3)
             assert worker.terminate()[0] == 0
         for user in strangers:
             texts = [m["text"] for m in to_chat(fake, user)]
             assert texts in ([], [REFUSAL]), (user, texts)
+        answers = [c for c in fake.calls if c["method"] == "answerCallbackQuery"]
+        assert len(answers) >= len(strangers)  # every press answered, the spinner stops
         refused = [user for user in strangers if to_chat(fake, user)]
         assert 1 <= len(refused) <= 20  # refusals are capped at 20 a minute in all
 
