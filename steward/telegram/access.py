@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -88,6 +89,10 @@ class AccessControl:
         self._capped = 0  # strangers not answered since the last "cap reached" line
         self._capped_logged = -60.0
         self._tasks: set[asyncio.Task] = set()
+        # Publishes the command menu in one chat (set by app.publish_commands): users allowed
+        # by @username get theirs on their first message, their id being unknown before.
+        self.give_menu: Callable[[int], Awaitable] | None = None
+        self._menu_given: set[int] = set()
 
     def is_allowed(self, user_id: int, username: str | None) -> bool:
         if user_id in self.ids:
@@ -108,12 +113,28 @@ class AccessControl:
         """Runs before every handler: lets allowed users through, stops everything else."""
         try:
             if self.admits(update):
+                self._menu_for_username_user(update)
                 return
             self._turn_away(update)
         except Exception:
             # Fail closed: a gate that cannot decide lets nothing through.
             log.exception("access gate failed on update %s; dropped", _update_id(update))
         raise ApplicationHandlerStop
+
+    def _menu_for_username_user(self, update: Update) -> None:
+        user_id = update.effective_user.id
+        if user_id in self.ids or user_id in self._menu_given or self.give_menu is None:
+            return
+        if update.effective_chat.type != update.effective_chat.PRIVATE:
+            return
+        self._menu_given.add(user_id)
+        self._spawn(self._give_menu(user_id))
+
+    async def _give_menu(self, user_id: int) -> None:
+        try:
+            await self.give_menu(user_id)
+        except Exception as exc:
+            log.warning("could not publish the command menu for user %s: %s", user_id, _short(exc))
 
     def _turn_away(self, update: Update) -> None:
         user, chat = update.effective_user, update.effective_chat

@@ -147,12 +147,17 @@ async def unhandled_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 async def publish_commands(app: Application, commands: list[Command], access: AccessControl):
     """The full menu in each allowed user's chat; strangers see /start only."""
     menu = [BotCommand(c.name, c.description[:256]) for c in commands]
+
+    async def give_menu(chat_id: int) -> None:
+        await app.bot.set_my_commands(menu, scope=BotCommandScopeChat(chat_id))
+
+    access.give_menu = give_menu  # for users allowed by @username, at their first message
     try:
         await app.bot.set_my_commands(
             [BotCommand("start", "who I am")], scope=BotCommandScopeDefault()
         )
         for user_id in sorted(access.ids):
-            await app.bot.set_my_commands(menu, scope=BotCommandScopeChat(user_id))
+            await give_menu(user_id)
     except TelegramError as exc:
         # The menu is a convenience: the bot works without it.
         log.warning("could not publish the command menu: %s", exc)

@@ -116,14 +116,22 @@ def test_a_strangers_refusal_is_remembered_across_a_restart(fake, tmp_path):
 
 
 def test_a_stranger_sees_a_minimal_menu_and_allowed_chats_the_full_one(fake, tmp_path):
-    with WorkerProcess(bot_env(fake, tmp_path), tmp_path) as worker:
+    alice = 77  # allowed by @username: her chat gets the menu at her first message
+    env = bot_env(fake, tmp_path, ALLOWED_USERS=f"{OWNER},@alice")
+    with WorkerProcess(env, tmp_path) as worker:
         worker.wait_ready()
+        fake.push_message(alice, alice, "/help", username="alice")
+        assert fake.wait_for(lambda f: to_chat(f, alice), timeout=15)
+        fake.push_message(alice, alice, "/help", username="alice")
+        assert fake.wait_for(lambda f: len(to_chat(f, alice)) >= 2, timeout=15)
         assert worker.terminate()[0] == 0
     calls = [c["params"] for c in fake.calls if c["method"] == "setMyCommands"]
     default = [c for c in calls if (c.get("scope") or {"type": "default"})["type"] == "default"]
-    mine = [c for c in calls if (c.get("scope") or {}).get("chat_id") == OWNER]
     assert [[x["command"] for x in c["commands"]] for c in default] == [["start"]]
-    assert {"help", "status", "mute", "cancel"} <= {x["command"] for x in mine[-1]["commands"]}
+    for user in (OWNER, alice):
+        menus = [c for c in calls if (c.get("scope") or {}).get("chat_id") == user]
+        assert len(menus) == 1, (user, calls)
+        assert {"help", "status", "mute", "cancel"} <= {x["command"] for x in menus[0]["commands"]}
 
 
 # -- replies under Telegram's limits --------------------------------------------------------
