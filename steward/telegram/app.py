@@ -51,6 +51,7 @@ POOL_TIMEOUT = 20.0  # seconds
 CONFLICT_BACKOFF = (0.5, 3.0)  # seconds: first wait, longest wait
 SEEN_UPDATES = 1000  # update ids remembered to drop a webhook's repeated deliveries
 UNKNOWN_COMMAND = "Unknown command /{name}, see /help."
+FALLBACK_GROUP = 1  # answers for commands and buttons no handler of group 0 took
 
 
 class PerChatProcessor(BaseUpdateProcessor):
@@ -127,11 +128,19 @@ def add_commands(app: Application, commands: list[Command]) -> None:
         if command.on_button is not None:
             pattern = f"^{command.name}:"
             app.add_handler(CallbackQueryHandler(command.on_button, pattern=pattern))
-    app.add_handler(MessageHandler(filters.COMMAND, unknown_command))
-    app.add_handler(CallbackQueryHandler(unhandled_button))
+    # In a later group, so that handlers added to group 0 by anyone after these still win.
+    app.add_handler(MessageHandler(filters.COMMAND, unknown_command), group=FALLBACK_GROUP)
+    app.add_handler(CallbackQueryHandler(unhandled_button), group=FALLBACK_GROUP)
+
+
+def _handled(app: Application, update: Update) -> bool:
+    """Whether a command or button handler (group 0) took this update."""
+    return any(h.check_update(update) not in (None, False) for h in app.handlers.get(0, ()))
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if _handled(context.application, update):
+        return
     text = update.effective_message.text or "/"
     name, _, addressee = text.split()[0][1:].partition("@")
     if addressee and addressee.lower() != (context.bot.username or "").lower():
@@ -141,6 +150,8 @@ async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 async def unhandled_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A button nobody handles (an old message's, say): answered, so the client stops waiting."""
+    if _handled(context.application, update):
+        return
     await update.callback_query.answer("This button no longer does anything.")
 
 
