@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import socket
+import threading
+import time
 from dataclasses import dataclass, field
 
 from steward import __version__, db
@@ -29,6 +31,11 @@ FEATURE_MODULES = ("steward.posting.job", "steward.training.job", "steward.monit
 HOUSEKEEPING_EVERY = dt.timedelta(hours=1)
 DIALOG_SWEEP_EVERY = dt.timedelta(seconds=15)
 LOG_CHAT = "log"  # where notifications go without TELEGRAM_TOKEN and TELEGRAM_CHAT_ID
+STARTUP_ATTEMPTS = 10  # getMe tries before giving up (about 4 minutes in all)
+STARTUP_BACKOFF = (1.0, 30.0)  # seconds: first wait, longest wait
+EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: Heroku restarts the dyno later
+STOP_DEADLINE = 8.0  # seconds from SIGTERM to exit, whatever a thread is doing (Heroku: 30)
+STOPPED_GRACE = 2.0  # seconds after a clean stop that lingering threads may take to end
 
 
 class StartupError(Exception):
@@ -52,6 +59,7 @@ class World:
     sender: object | None = None
     mode: str = "log only (no TELEGRAM_TOKEN)"
     _stopping: bool = field(default=False, repr=False)
+    _stopped_at: float | None = field(default=None, repr=False)  # monotonic, once stopped
     _demo_stop: object | None = field(default=None, repr=False)
 
     @property
@@ -119,25 +127,15 @@ class World:
             if not self.settings.telegram_token:
                 log.info("no TELEGRAM_TOKEN: notifications are printed to this log")
             return
-        from telegram.error import InvalidToken, NetworkError
-
         from steward.telegram import app as tg
 
-        try:
-            await self.app.initialize()
-        except InvalidToken:
-            raise StartupError(
-                "TELEGRAM_TOKEN was rejected by Telegram (401 Unauthorized); "
-                "get a valid token from @BotFather",
-                78,
-            ) from None
-        except NetworkError as exc:
-            raise StartupError(
-                f"cannot reach the Bot API at {self.settings.telegram_api_url}: {exc}"
-            ) from None
+        api = self.settings.telegram_api_url
+        await with_bot_api_retries(self.app.initialize, api)
         tg.add_commands(self.app, self.commands)
-        await tg.publish_commands(self.app, self.commands)
-        self.mode = await tg.start_receiving(self.app, self.settings)
+        await tg.publish_commands(self.app, self.commands, self.app.bot_data["access"])
+        self.mode = await with_bot_api_retries(
+            lambda: tg.start_receiving(self.app, self.settings), api
+        )
         await self.app.start()
         self.sender = make_sender(self, bot=self.app.bot)
         log.info("bot @%s is up (%s)", self.app.bot.username, self.mode)
@@ -159,8 +157,10 @@ class World:
         log.info("stopping (%s)", reason)
         if self._demo_stop is not None:
             self._demo_stop.set()
-        if self.app is not None and self.app.updater.running:
-            await self.app.updater.stop()
+        if self.app is not None:
+            from steward.telegram.app import stop_receiving
+
+            await stop_receiving(self.app)
         await self.scheduler.stop(grace=2.5)
         for feature in self.features:
             if feature.enabled and feature.stop is not None:
@@ -174,25 +174,61 @@ class World:
             await self.app.stop()
             await self.app.shutdown()
         self.engine.dispose()
+        self._stopped_at = time.monotonic()
         log.info("stopped")
+
+
+async def with_bot_api_retries(step, api_url: str):
+    """Run `step()` (a Bot API call at start-up: getMe, deleteWebhook or setWebhook) until the
+    Bot API answers: a 5xx, a 429 or a network error at a deploy is waited out (one log line per
+    attempt, back-off up to STARTUP_BACKOFF[1]); only a rejected token (401) stops the worker,
+    with status 78. SIGTERM meanwhile cancels the wait."""
+    from telegram.error import InvalidToken, RetryAfter, TelegramError
+
+    low, high = STARTUP_BACKOFF
+    for attempt in range(1, STARTUP_ATTEMPTS + 1):
+        try:
+            return await step()
+        except InvalidToken:
+            raise StartupError(
+                "TELEGRAM_TOKEN was rejected by Telegram (401 Unauthorized); "
+                "get a valid token from @BotFather",
+                78,
+            ) from None
+        except TelegramError as exc:
+            if attempt == STARTUP_ATTEMPTS:
+                raise StartupError(
+                    f"the Bot API at {api_url} did not answer after {attempt} attempts: {exc}",
+                    EXIT_UNAVAILABLE,
+                ) from None
+            delay = min(high, low * 2 ** (attempt - 1))
+            if isinstance(exc, RetryAfter):
+                delay = max(delay, exc.retry_after.total_seconds())
+            log.warning(
+                "Bot API not ready at %s (attempt %d of %d: %s); retrying in %.0fs",
+                api_url,
+                attempt,
+                STARTUP_ATTEMPTS,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def make_sender(world: World, bot=None):
     """The outbox's one sender: to Telegram through `bot`, or to the log when there is none."""
-    from steward.telegram.flood import FloodLimits
+    from steward.telegram.app import flood_limits
     from steward.telegram.sender import OutboxSender
     from steward.telegram.sinks import LogSink, TelegramSink
 
-    s = world.settings
-    limits = FloodLimits(
-        per_chat_per_second=s.telegram_rate_per_chat,
-        group_per_minute=s.telegram_rate_per_group,
-        global_per_second=s.telegram_rate_global,
-    )
+    # One flood control for the outbox and direct replies (the bot's rate limiter).
+    flood = getattr(getattr(bot, "rate_limiter", None), "flood", None)
     return OutboxSender(
         world.engine,
         TelegramSink(bot) if bot is not None else LogSink(),
-        limits,
+        flood_limits(world.settings),
+        flood=flood,
         clock=world.services.clock,
         worker_id=world.scheduler.worker_id,
         outbox=world.outbox,
@@ -239,10 +275,11 @@ def build_worker(
         from steward.telegram.app import build_application
 
         access = AccessControl(
-            settings.allowed_users, allow_groups=settings.allow_groups, clock=clock
+            settings.allowed_users, allow_groups=settings.allow_groups, clock=clock, engine=engine
         )
         world.app = build_application(settings, access, router)
         world.app.bot_data["world"] = world
+        world.app.bot_data["access"] = access
         if not settings.allowed_users:
             log.warning(
                 "ALLOWED_USERS is empty, so the bot refuses everyone: set it to your "
@@ -266,7 +303,9 @@ def summary_lines(world: World) -> list[str]:
 
 
 async def serve(world: World) -> int:
-    """Run until SIGTERM/SIGINT; a second signal exits at once."""
+    """Run until SIGTERM/SIGINT; a second signal exits at once. Whatever a thread is doing
+    (an X request that hangs, say), the process is gone STOP_DEADLINE seconds after the first
+    signal: what such a thread held stays pending in the store and is retried at the next start."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
@@ -277,18 +316,49 @@ async def serve(world: World) -> int:
             log.warning("second %s: exiting now", sig.name)
             os._exit(1)
         log.info("received %s: finishing what is in hand", sig.name)
+        deadline = threading.Thread(target=_exit_after, args=(world,), daemon=True)
+        deadline.start()
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    starting = asyncio.create_task(world.start())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # a signal while start-up waits for the Bot API, say
+        starting.cancel()
     try:
-        await world.start()
+        await starting
+    except asyncio.CancelledError:
+        pass
     except BaseException:
+        stopped.cancel()
         await world.stop("start-up failed")
         raise
-    await stop.wait()
+    await stopped
     await world.stop(received[0] if received else "stop requested")
     return 0
+
+
+def _exit_after(world: World) -> None:
+    """The stop deadline: leave without the threads that still hold the process, STOP_DEADLINE
+    after the signal, or STOPPED_GRACE after a clean stop (then only threads stuck in a call
+    that nothing waits for any more keep the interpreter from exiting)."""
+    began = time.monotonic()
+    while time.monotonic() - began < STOP_DEADLINE:
+        if world._stopped_at is not None and time.monotonic() - world._stopped_at >= STOPPED_GRACE:
+            break
+        time.sleep(0.05)
+    busy = [t.name for t in threading.enumerate() if not t.daemon and t.is_alive()]
+    busy = [name for name in busy if name != "MainThread"] or ["the event loop"]
+    log.warning(
+        "still busy %.0fs after the signal (%s): exiting without them; their work stays "
+        "pending and is retried at the next start",
+        time.monotonic() - began,
+        ", ".join(busy),
+    )
+    logging.shutdown()
+    os._exit(0 if world._stopped_at is not None else 1)
 
 
 def run(settings: Settings, *, demo: bool = False) -> int:

@@ -10,6 +10,10 @@ at the time its answer came back (never earlier than Telegram saw it), and a sen
 flight counts as happening "now" in every window. That makes the schedule safe whatever the
 network latency, at the cost of one round trip per window. A small margin covers clock jitter.
 
+Two lanes share these limits: direct replies (steward/telegram/limiter.py) and the outbox
+(sender.py). Replies are the fast lane: while replies wait for a slot, the outbox counts them as
+already taking their share of the global window, so a busy outbox never starves a reply.
+
 Pure: no I/O, the clock is injected (monotonic seconds), and nothing here sleeps.
 """
 
@@ -55,12 +59,15 @@ class FloodControl:
         self._window: deque[float] = deque()  # answer times over all chats
         self._in_flight = 0
         self._blocked_until = -INFINITY
+        self.replies_waiting = 0  # replies queued for a slot: the outbox leaves them room
 
     def _chat(self, chat_id: str | int) -> _Chat:
         return self._chats.setdefault(str(chat_id), _Chat())
 
-    def earliest(self, chat_id: str | int) -> float:
-        """The first moment a new message to `chat_id` may be sent (inf while one is in flight)."""
+    def earliest(self, chat_id: str | int, *, reply: bool = False) -> float:
+        """The first moment a new message to `chat_id` may be sent (inf while one is in flight).
+
+        `reply`: the fast lane; otherwise waiting replies count as sends in flight."""
         lim, chat = self.limits, self._chat(chat_id)
         if chat.in_flight:
             return INFINITY
@@ -72,14 +79,12 @@ class FloodControl:
         )
         if is_group(chat_id):
             when = max(when, _window_start(chat.window, 0, lim.group_per_minute, 60.0, lim.margin))
-        return max(
-            when,
-            _window_start(self._window, self._in_flight, lim.global_per_second, 1.0, lim.margin),
-        )
+        held = self._in_flight + (0 if reply else self.replies_waiting)
+        return max(when, _window_start(self._window, held, lim.global_per_second, 1.0, lim.margin))
 
-    def wait(self, chat_id: str | int) -> float:
+    def wait(self, chat_id: str | int, *, reply: bool = False) -> float:
         """Seconds from now until `chat_id` may send (0 when it may send at once)."""
-        return max(0.0, self.earliest(chat_id) - self.clock())
+        return max(0.0, self.earliest(chat_id, reply=reply) - self.clock())
 
     def begin(self, chat_id: str | int) -> None:
         """A request to `chat_id` is about to leave."""

@@ -88,16 +88,19 @@ def _take(pieces: list[str], room: int) -> str:
 
 
 def _fit(text: str, room: int) -> str:
-    """The longest head of `text` within `room` units: whole lines, else words, else chars."""
+    """The longest head of `text` within `room` units: whole lines, else words, else chars.
+
+    A line or word cut must fill at least half the room: a short first line followed by a
+    long one would otherwise leave a part of a few characters."""
     if _units(text) <= room:
         return text
     lines = re.findall(r"[^\n]*\n|[^\n]+", text)
     words = re.findall(r"\S+\s*|\s+", text)
-    for pieces in (lines, words, list(text)):
+    for pieces in (lines, words):
         head = _take(pieces, room)
-        if head:
+        if head and _units(head) * 2 >= room:
             return head
-    return text[:1]  # a room smaller than one character: still make progress
+    return _take(list(text), room) or text[:1]  # a room under one character: still progress
 
 
 def _split_once(markup: str, limit: int) -> tuple[str, str]:

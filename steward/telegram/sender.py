@@ -46,6 +46,7 @@ class OutboxSender:
         sink: Sink,
         limits: FloodLimits | None = None,
         *,
+        flood: FloodControl | None = None,
         clock: Callable[[], dt.datetime] = db.utcnow,
         worker_id: str | None = None,
         outbox: Outbox | None = None,
@@ -58,7 +59,8 @@ class OutboxSender:
     ) -> None:
         self.engine = engine
         self.sink = sink
-        self.flood = FloodControl(limits or FloodLimits(), monotonic)
+        # Shared with the bot's rate limiter when given: replies and the outbox, one budget.
+        self.flood = flood or FloodControl(limits or FloodLimits(), monotonic)
         self.clock = clock
         self.monotonic = monotonic
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"

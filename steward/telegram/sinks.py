@@ -151,16 +151,18 @@ class TelegramSink:
                 try:
                     return await self._call(message, plain=True)
                 except Exception as again:
-                    raise _mapped(again) from again
-            raise _mapped(exc) from exc
+                    raise as_delivery_error(again) from again
+            raise as_delivery_error(exc) from exc
         except Exception as exc:
-            raise _mapped(exc) from exc
+            raise as_delivery_error(exc) from exc
 
     async def _call(self, m: Outgoing, *, plain: bool) -> int | None:
         from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, ReplyParameters
 
         text = strip_html(m.text) if (plain and m.text is not None) else m.text
         opts: dict = {"parse_mode": None if plain else "HTML"}
+        if getattr(self.bot, "rate_limiter", None) is not None:
+            opts["rate_limit_args"] = "outbox"  # paced by the sender already (limiter.py)
         if m.buttons:
             opts["reply_markup"] = InlineKeyboardMarkup(
                 [
@@ -204,7 +206,7 @@ def _retry_after(exc) -> float:
     return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
 
 
-def _mapped(exc: Exception) -> Exception:
+def as_delivery_error(exc: Exception) -> Exception:
     """The DeliveryError for a python-telegram-bot error (other exceptions pass through)."""
     from telegram import error
 

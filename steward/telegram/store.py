@@ -1,9 +1,9 @@
 """The outbox's tables and their atomic state changes (claims, settling, the sender lease).
 
-Tables: queued notifications, the sender lease, chat mutes, chat moves; kept identical in
-shape to the Alembic revision 0002_telegram. Every change of a claimed row is conditional on
-the claim (`state = 'sending' AND claimed_by = holder`), so a sender that lost its claim
-changes nothing.
+Tables: queued notifications, the sender lease, chat mutes, chat moves, refused strangers;
+kept identical in shape to the Alembic revisions 0002_telegram and 0008_telegram_hardening.
+Every change of a claimed row is conditional on the claim (`state = 'sending' AND claimed_by =
+holder`), so a sender that lost its claim changes nothing.
 """
 
 from __future__ import annotations
@@ -84,6 +84,15 @@ outbox_chat_moves = sa.Table(
     sa.Column("old_chat_id", sa.String(100), primary_key=True),
     sa.Column("new_chat_id", sa.String(100), nullable=False),
     sa.Column("moved_at", UTCDateTime(), nullable=False),
+)
+
+# When each stranger was last refused (steward/telegram/access.py): one refusal an hour each,
+# remembered across restarts.
+telegram_refusals = sa.Table(
+    "telegram_refusals",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("refused_at", UTCDateTime(), nullable=False),
 )
 
 

@@ -81,3 +81,15 @@ def test_it_holds_a_chat_for_its_retry_after_and_everyone_when_told_the_wait_is_
     assert flood.wait(2) == pytest.approx(3)
     clock.now += 3.5
     assert flood.wait(2) == 0 and flood.wait(1) == pytest.approx(1.5)
+
+
+def test_replies_waiting_for_a_slot_go_before_the_outbox(clock):
+    flood = FloodControl(FloodLimits(global_per_second=3, margin=0.0), clock)
+    send(flood, 1, clock)
+    send(flood, 2, clock)
+    assert flood.wait(10) == 0 and flood.wait(10, reply=True) == 0
+    flood.replies_waiting = 1  # a reply queued for the last free slot of this second
+    assert flood.wait(10) > 0, "the outbox leaves the slot to the reply"
+    assert flood.wait(11, reply=True) == 0
+    flood.replies_waiting = 0
+    assert flood.wait(10) == 0

@@ -162,3 +162,12 @@ def test_it_cuts_a_long_caption_and_returns_the_rest():
     assert rest is not None
     assert strip_html(head) + strip_html(rest) == strip_html(caption)
     assert cut_caption("short") == ("short", None)
+
+
+def test_it_never_leaves_a_tiny_first_part_when_a_short_line_precedes_a_long_one():
+    text = "abc\n" + "x" * 5000
+    parts = split_html(text)
+    assert [len(p) for p in parts] == [4096, 908]
+    assert "".join(parts) == text
+    words = "<b>Log</b>\n" + "word " * 1000
+    assert len(strip_html(split_html(words)[0])) > 2000
