@@ -20,6 +20,7 @@ from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
@@ -42,7 +43,11 @@ def tick(name: str) -> None:
 
 
 class TickExecutor(AsyncIOExecutor):
-    """Runs a job as `runner(name, scheduled_at)` on the event loop, with APScheduler's events."""
+    """Runs a job as `runner(name, scheduled_at)` on the event loop, with APScheduler's events.
+
+    Jobs are submitted from the store thread (see `StoreScheduler`), so the task is created on
+    the loop through `call_soon_threadsafe`.
+    """
 
     def __init__(self, runner: Callable[[str, dt.datetime], Awaitable[None]]) -> None:
         super().__init__()
@@ -50,10 +55,13 @@ class TickExecutor(AsyncIOExecutor):
 
     def _do_submit_job(self, job, run_times):
         scheduled_at = run_times[-1]  # coalesced: the newest missed time stands for all
+        self._eventloop.call_soon_threadsafe(self._start_task, job, scheduled_at)
 
+    def _start_task(self, job, scheduled_at: dt.datetime) -> None:
         def done(future: asyncio.Future) -> None:
             self._pending_futures.discard(future)
             if future.cancelled():
+                self._run_job_success(job.id, [])  # frees the instance slot
                 return
             if future.exception() is not None:
                 exc = future.exception()
@@ -67,6 +75,75 @@ class TickExecutor(AsyncIOExecutor):
         future = self._eventloop.create_task(self._runner(job.id, scheduled_at))
         future.add_done_callback(done)
         self._pending_futures.add(future)
+
+
+class StoreScheduler(AsyncIOScheduler):
+    """APScheduler's asyncio scheduler with its job-store work in a thread, surviving errors.
+
+    APScheduler 3 runs `_process_jobs` on the event loop and catches errors only from
+    `get_due_jobs`: a failed `update_job` (a connection reset, a failover) leaves `wakeup()`
+    before it re-arms its timer, and every job stops for good. Here each round runs in the
+    loop's executor (a locked SQLite file or a slow network no longer freezes the loop), one
+    round at a time, and a round that fails logs one line and comes back after `store_retry`.
+    """
+
+    def __init__(self, *, store_retry: float, **options) -> None:
+        super().__init__(jobstore_retry_interval=store_retry, **options)
+        self._store_retry = store_retry
+        self._processing = False
+        self._again = False
+        self._failing = False
+        self.round: asyncio.Future | None = None  # the round in the store thread, if any
+
+    def wakeup(self) -> None:  # called from any thread
+        loop = self._eventloop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._stop_timer()
+        if self.state == STATE_STOPPED:
+            return
+        if self._processing:
+            self._again = True  # a job changed during the round: look again right after it
+            return
+        self._processing = True
+        self.round = self._eventloop.run_in_executor(None, self._process_or_retry)
+        self.round.add_done_callback(self._processed)
+
+    def _process_or_retry(self) -> float | None:
+        try:
+            wait = self._process_jobs()
+        except Exception as exc:
+            log.warning(
+                "scheduler: the job store failed (%s); trying again in %gs",
+                one_line(exc),
+                self._store_retry,
+            )
+            self._failing = True
+            return self._store_retry
+        if self._failing:
+            self._failing = False
+            log.info("scheduler: the job store answers again; ticks resume")
+        return wait
+
+    def _processed(self, future: asyncio.Future) -> None:
+        self._processing = False
+        if self.state == STATE_STOPPED or self._eventloop is None:
+            return
+        if self._again:
+            self._again = False
+            self._wake()
+            return
+        failed = future.cancelled() or future.exception() is not None
+        self._start_timer(self._store_retry if failed else future.result())
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (a driver's message, not the SQL and its parameters)."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {text}"[:300] if text else type(cause).__name__
 
 
 def claim(engine: Engine, job: str, scheduled_at: dt.datetime, worker: str, now: dt.datetime):
@@ -116,14 +193,23 @@ class SharedEngineJobStore(SQLAlchemyJobStore):
 class Scheduler:
     """The worker's schedule: register `Job`s, start, ask for next runs, stop gracefully."""
 
-    def __init__(self, engine: Engine, *, worker_id: str, clock: Clock = db.utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        worker_id: str,
+        clock: Clock = db.utcnow,
+        store_retry: float = 5.0,
+    ) -> None:
         self.engine = engine
+        self.store_retry = store_retry
         self.worker_id = worker_id
         self.clock = clock
         self._ticks: dict[str, Job] = {}
         self._running: set[asyncio.Task] = set()
         self._stopping = False
-        self._aps = AsyncIOScheduler(
+        self._aps = StoreScheduler(
+            store_retry=store_retry,
             jobstores={"default": SharedEngineJobStore(engine=engine, tablename=JOBS_TABLE)},
             executors={"default": TickExecutor(self._run)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -137,7 +223,9 @@ class Scheduler:
 
     async def start(self) -> None:
         """Load the persisted jobs, reconcile them with the registered ones, and start ticking."""
-        self._aps.start(paused=True)
+        # Started in a thread: the job store creates its table on start, a store call.
+        self._aps._eventloop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._aps.start, paused=True)
         await asyncio.to_thread(self._reconcile)
         self._aps.resume()
 
@@ -186,9 +274,9 @@ class Scheduler:
         spec = self._ticks.get(name)
         if spec is None or self._stopping:
             return
-        won = await asyncio.to_thread(
-            claim, self.engine, name, scheduled_at, self.worker_id, self.clock()
-        )
+        won = await self._claim(name, scheduled_at)
+        if won is None:
+            return
         if not won:
             log.info("tick %s @ %s already ran on another worker", name, scheduled_at.isoformat())
             return
@@ -204,6 +292,31 @@ class Scheduler:
         finally:
             self._running.discard(task)
 
+    async def _claim(self, name: str, scheduled_at: dt.datetime) -> bool | None:
+        """Claim a tick, waiting out a store outage (the tick is not lost); None when stopping."""
+        failing = False
+        while True:
+            try:
+                won = await asyncio.to_thread(
+                    claim, self.engine, name, scheduled_at, self.worker_id, self.clock()
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                if self._stopping:
+                    return None  # never claimed: the next start runs it (_catch_up)
+                log.warning(
+                    "tick %s @ %s: cannot claim it (%s); trying again in %gs",
+                    name,
+                    scheduled_at.isoformat(),
+                    one_line(exc),
+                    self.store_retry,
+                )
+                failing = True
+                await asyncio.sleep(self.store_retry)
+                continue
+            if failing:
+                log.info("tick %s @ %s: claimed after the store came back", name, scheduled_at)
+            return won
+
     async def run_now(self, name: str) -> None:
         """Run one tick of `name` at once (claimed under the current time), e.g. for the CLI."""
         await self._run(name, self.clock())
@@ -217,6 +330,8 @@ class Scheduler:
         self._stopping = True
         if self._aps.running:
             self._aps.pause()
+        if self._aps.round is not None and not self._aps.round.done():
+            await asyncio.wait([self._aps.round], timeout=grace)  # it may be writing the store
         running = list(self._running)
         if running:
             log.info("waiting up to %.0fs for %d running tick(s)", grace, len(running))
