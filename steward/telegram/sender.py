@@ -111,7 +111,7 @@ class OutboxSender:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._lease_until > 0:
-            await asyncio.to_thread(store.release_lease, self.engine, self.worker_id, self.clock())
+            await asyncio.to_thread(store.release_lease, self.engine, self.worker_id)
             self._lease_until = -1.0
 
     async def flush(self, timeout: float = 10.0) -> bool:
@@ -151,9 +151,7 @@ class OutboxSender:
         if now < self._lease_until - self.lease_ttl * 0.8:
             return True  # renewed recently
         held_before = now < self._lease_until
-        if await asyncio.to_thread(
-            store.take_lease, self.engine, self.worker_id, self.clock(), self.lease_ttl
-        ):
+        if await asyncio.to_thread(store.take_lease, self.engine, self.worker_id, self.lease_ttl):
             # Trust the lease a little less long than it lasts in the store.
             self._lease_until = now + self.lease_ttl * 0.9
             if not held_before:
