@@ -63,6 +63,33 @@ job_claims = sa.Table(
     sa.Column("scheduled_at", UTCDateTime(), primary_key=True),
     sa.Column("claimed_by", sa.String(200), nullable=False),
     sa.Column("claimed_at", UTCDateTime(), nullable=False),
+    # The claimer's sign of life while the tick runs, and when it ended. A claim whose heartbeat
+    # stopped before it finished belongs to a worker that died: another worker runs it again.
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+)
+
+# Each job's health: its interval and its last successful tick (read by /status, `python bot.py
+# status` and the watchdog that tells the owner about a late job).
+job_heartbeats = sa.Table(
+    "job_heartbeats",
+    metadata,
+    sa.Column("job", sa.String(100), primary_key=True),
+    sa.Column("every_seconds", sa.Float(), nullable=False),
+    sa.Column("last_ok_at", UTCDateTime(), nullable=True),  # scheduled time of the last good tick
+    sa.Column("last_failed_at", UTCDateTime(), nullable=True),
+    sa.Column("last_failure", sa.Text(), nullable=True),  # one line
+    sa.Column("late_told_at", UTCDateTime(), nullable=True),  # the owner heard it is late
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Workers alive: each running worker refreshes its row; `python bot.py status` reads them.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker", sa.String(200), primary_key=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
 )
 
 # Small named values that must survive a restart: cursors, pause flags, counters.

@@ -13,19 +13,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
-from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
-from apscheduler.executors.asyncio import AsyncIOExecutor
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from steward import db
+from steward import db, heartbeats
 from steward.features import Clock, Job
+from steward.jobstore import SharedEngineJobStore, StoreScheduler, TickExecutor, one_line
 
 log = logging.getLogger("steward.scheduler")
 JOBS_TABLE = "apscheduler_jobs"
@@ -42,117 +37,17 @@ def tick(name: str) -> None:
     raise RuntimeError(f"job {name!r} must run inside the steward worker's scheduler")
 
 
-class TickExecutor(AsyncIOExecutor):
-    """Runs a job as `runner(name, scheduled_at)` on the event loop, with APScheduler's events.
-
-    Jobs are submitted from the store thread (see `StoreScheduler`), so the task is created on
-    the loop through `call_soon_threadsafe`.
-    """
-
-    def __init__(self, runner: Callable[[str, dt.datetime], Awaitable[None]]) -> None:
-        super().__init__()
-        self._runner = runner
-
-    def _do_submit_job(self, job, run_times):
-        scheduled_at = run_times[-1]  # coalesced: the newest missed time stands for all
-        self._eventloop.call_soon_threadsafe(self._start_task, job, scheduled_at)
-
-    def _start_task(self, job, scheduled_at: dt.datetime) -> None:
-        def done(future: asyncio.Future) -> None:
-            self._pending_futures.discard(future)
-            if future.cancelled():
-                self._run_job_success(job.id, [])  # frees the instance slot
-                return
-            if future.exception() is not None:
-                exc = future.exception()
-                self._run_job_error(job.id, exc, exc.__traceback__)
-            else:
-                event = JobExecutionEvent(
-                    EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, scheduled_at
-                )
-                self._run_job_success(job.id, [event])
-
-        future = self._eventloop.create_task(self._runner(job.id, scheduled_at))
-        future.add_done_callback(done)
-        self._pending_futures.add(future)
-
-
-class StoreScheduler(AsyncIOScheduler):
-    """APScheduler's asyncio scheduler with its job-store work in a thread, surviving errors.
-
-    APScheduler 3 runs `_process_jobs` on the event loop and catches errors only from
-    `get_due_jobs`: a failed `update_job` (a connection reset, a failover) leaves `wakeup()`
-    before it re-arms its timer, and every job stops for good. Here each round runs in the
-    loop's executor (a locked SQLite file or a slow network no longer freezes the loop), one
-    round at a time, and a round that fails logs one line and comes back after `store_retry`.
-    """
-
-    def __init__(self, *, store_retry: float, **options) -> None:
-        super().__init__(jobstore_retry_interval=store_retry, **options)
-        self._store_retry = store_retry
-        self._processing = False
-        self._again = False
-        self._failing = False
-        self.round: asyncio.Future | None = None  # the round in the store thread, if any
-
-    def wakeup(self) -> None:  # called from any thread
-        loop = self._eventloop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        self._stop_timer()
-        if self.state == STATE_STOPPED:
-            return
-        if self._processing:
-            self._again = True  # a job changed during the round: look again right after it
-            return
-        self._processing = True
-        self.round = self._eventloop.run_in_executor(None, self._process_or_retry)
-        self.round.add_done_callback(self._processed)
-
-    def _process_or_retry(self) -> float | None:
-        try:
-            wait = self._process_jobs()
-        except Exception as exc:
-            log.warning(
-                "scheduler: the job store failed (%s); trying again in %gs",
-                one_line(exc),
-                self._store_retry,
-            )
-            self._failing = True
-            return self._store_retry
-        if self._failing:
-            self._failing = False
-            log.info("scheduler: the job store answers again; ticks resume")
-        return wait
-
-    def _processed(self, future: asyncio.Future) -> None:
-        self._processing = False
-        if self.state == STATE_STOPPED or self._eventloop is None:
-            return
-        if self._again:
-            self._again = False
-            self._wake()
-            return
-        failed = future.cancelled() or future.exception() is not None
-        self._start_timer(self._store_retry if failed else future.result())
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line (a driver's message, not the SQL and its parameters)."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {text}"[:300] if text else type(cause).__name__
-
-
 def claim(engine: Engine, job: str, scheduled_at: dt.datetime, worker: str, now: dt.datetime):
     """Insert the claim for one tick; True when this worker won it."""
     try:
         with engine.begin() as conn:
             conn.execute(
                 db.job_claims.insert().values(
-                    job=job, scheduled_at=scheduled_at, claimed_by=worker, claimed_at=now
+                    job=job,
+                    scheduled_at=scheduled_at,
+                    claimed_by=worker,
+                    claimed_at=now,
+                    heartbeat_at=now,
                 )
             )
         return True
@@ -179,17 +74,6 @@ def last_claim(engine: Engine, job: str) -> dt.datetime | None:
         return conn.scalar(stmt.limit(1))
 
 
-class SharedEngineJobStore(SQLAlchemyJobStore):
-    """APScheduler's job store on the worker's engine, which outlives the scheduler.
-
-    The stock store disposes its engine at shutdown; here that engine is shared with the outbox
-    and the features, and disposing it under them would orphan the connections they hold.
-    """
-
-    def shutdown(self) -> None:
-        pass  # the worker disposes the engine last (World.stop)
-
-
 class Scheduler:
     """The worker's schedule: register `Job`s, start, ask for next runs, stop gracefully."""
 
@@ -207,6 +91,7 @@ class Scheduler:
         self.clock = clock
         self._ticks: dict[str, Job] = {}
         self._running: set[asyncio.Task] = set()
+        self._rescued: set[asyncio.Task] = set()
         self._stopping = False
         self._aps = StoreScheduler(
             store_retry=store_retry,
@@ -215,6 +100,11 @@ class Scheduler:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=dt.UTC,
         )
+
+    @property
+    def jobs(self) -> frozenset[str]:
+        """Names of the jobs this worker runs."""
+        return frozenset(self._ticks)
 
     def add(self, job: Job) -> None:
         if job.name in self._ticks:
@@ -231,6 +121,8 @@ class Scheduler:
 
     def _reconcile(self) -> None:
         now = self.clock()
+        for name, spec in self._ticks.items():
+            heartbeats.register(self.engine, name, spec.every, now)
         stored = {job.id: job for job in self._aps.get_jobs()}
         for name, spec in self._ticks.items():
             old = stored.pop(name, None)
@@ -280,17 +172,86 @@ class Scheduler:
         if not won:
             log.info("tick %s @ %s already ran on another worker", name, scheduled_at.isoformat())
             return
+        await self._execute(spec, scheduled_at)
+
+    async def _execute(self, spec: Job, scheduled_at: dt.datetime) -> None:
+        """Run a claimed tick: beat while it runs, then record that it finished and how."""
+        name, at = spec.name, scheduled_at.isoformat()
         task = asyncio.current_task()
         self._running.add(task)
+        beating = asyncio.create_task(self._beat(name, scheduled_at))
+        failure: str | None = None
         try:
             await spec.tick(scheduled_at)
         except asyncio.CancelledError:
-            log.warning("tick %s @ %s cancelled at shutdown", name, scheduled_at.isoformat())
+            # Left unfinished on purpose: its beats stop, and the next worker runs it again.
+            log.warning("tick %s @ %s cancelled at shutdown", name, at)
             raise
-        except Exception:
-            log.exception("tick %s @ %s failed", name, scheduled_at.isoformat())
+        except sa.exc.DBAPIError as exc:
+            failure = one_line(exc)
+            log.warning("tick %s @ %s failed: the store said %s", name, at, failure)
+        except Exception as exc:
+            failure = one_line(exc)
+            log.exception("tick %s @ %s failed", name, at)
         finally:
+            beating.cancel()
             self._running.discard(task)
+        await self._store_patiently(
+            f"tick {name} @ {at}: cannot record its end",
+            heartbeats.finished,
+            self.engine,
+            name,
+            scheduled_at,
+            self.worker_id,
+            spec.every,
+            self.clock(),
+            failure,
+        )
+
+    async def _beat(self, name: str, scheduled_at: dt.datetime) -> None:
+        while True:
+            await asyncio.sleep(heartbeats.BEAT_EVERY.total_seconds())
+            try:
+                await asyncio.to_thread(
+                    heartbeats.beat, self.engine, name, scheduled_at, self.worker_id, self.clock()
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("tick %s: cannot record its heartbeat (%s)", name, one_line(exc))
+
+    async def _store_patiently(self, what: str, fn, *args) -> bool:
+        """Call `fn(*args)` in a thread until the store takes it (or the worker stops)."""
+        while True:
+            try:
+                await asyncio.to_thread(fn, *args)
+                return True
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("%s (%s); trying again in %gs", what, one_line(exc), self.store_retry)
+                if self._stopping:
+                    return False
+                await asyncio.sleep(self.store_retry)
+
+    async def rescue(self) -> int:
+        """Run again the ticks whose worker died while running them; returns how many."""
+        if self._stopping or not self._ticks:
+            return 0
+        now = self.clock()
+        left = await asyncio.to_thread(heartbeats.abandoned, self.engine, list(self._ticks), now)
+        taken = 0
+        for name, scheduled_at in left:
+            if not await asyncio.to_thread(
+                heartbeats.take_over, self.engine, name, scheduled_at, self.worker_id, now
+            ):
+                continue
+            log.info(
+                "tick %s @ %s: its worker died while running it; running it again",
+                name,
+                scheduled_at.isoformat(),
+            )
+            rerun = asyncio.create_task(self._execute(self._ticks[name], scheduled_at))
+            self._rescued.add(rerun)
+            rerun.add_done_callback(self._rescued.discard)
+            taken += 1
+        return taken
 
     async def _claim(self, name: str, scheduled_at: dt.datetime) -> bool | None:
         """Claim a tick, waiting out a store outage (the tick is not lost); None when stopping."""

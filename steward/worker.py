@@ -16,11 +16,14 @@ import signal
 import socket
 from dataclasses import dataclass, field
 
-from steward import __version__, db
+from steward import __version__, db, heartbeats
 from steward.config import ConfigError, Settings
 from steward.features import Clock, Command, Feature, Job, Services
+from steward.jobstore import one_line
 from steward.scheduler import Scheduler
+from steward.telegram.formatting import esc
 from steward.telegram.outbox import Outbox
+from steward.timeutil import human
 
 log = logging.getLogger("steward.worker")
 
@@ -28,6 +31,7 @@ log = logging.getLogger("steward.worker")
 FEATURE_MODULES = ("steward.posting.job", "steward.training.job", "steward.monitoring.job")
 HOUSEKEEPING_EVERY = dt.timedelta(hours=1)
 DIALOG_SWEEP_EVERY = dt.timedelta(seconds=15)
+WATCHDOG = "steward.watchdog"
 LOG_CHAT = "log"  # where notifications go without TELEGRAM_TOKEN and TELEGRAM_CHAT_ID
 
 
@@ -78,7 +82,10 @@ class World:
                 self.scheduler.add(job)
         self.scheduler.add(Job("steward.housekeeping", HOUSEKEEPING_EVERY, self._housekeeping))
         self.scheduler.add(Job("dialogs.timeouts", DIALOG_SWEEP_EVERY, self._expire_dialogs))
+        self.scheduler.add(Job(WATCHDOG, heartbeats.WATCH_EVERY, self._watch))
+        await asyncio.to_thread(self._seen)
         await self.scheduler.start()
+        await self.scheduler.rescue()
         for line in summary_lines(self):
             log.info("%s", line)
         if self.demo:
@@ -148,6 +155,31 @@ class World:
         if claims or messages:
             log.info("housekeeping: forgot %d old tick claims, %d old messages", claims, messages)
 
+    def _seen(self) -> None:
+        now = self.services.clock()
+        heartbeats.seen(self.engine, self.scheduler.worker_id, self.started_at, now)
+
+    async def _watch(self, _scheduled: dt.datetime) -> None:
+        """The worker watching itself: alive, no tick left behind, the owner told of a late job."""
+        await asyncio.to_thread(self._seen)
+        await self.scheduler.rescue()
+        await asyncio.to_thread(self._tell_late)
+
+    def _tell_late(self) -> None:
+        now = self.services.clock()
+        since = heartbeats.alive_since(self.engine, now)
+        for job in heartbeats.health(self.engine, now, since):
+            if not job.late or job.job not in self.scheduler.jobs:
+                continue
+            last = job.last_ok_at.strftime("%Y-%m-%d %H:%M UTC") if job.last_ok_at else "never"
+            text = (
+                f"⚠️ {esc(job.job)} is late: its last good run was {last}, and it should run every "
+                f"{human(job.every)}."
+                + (f" Last error: {esc(job.last_failure)}" if job.last_failure else "")
+            )
+            if heartbeats.tell_late(self.engine, self.outbox, job, text, now):
+                log.warning("job %s is late (last good run %s): the owner was told", job.job, last)
+
     async def _expire_dialogs(self, _scheduled: dt.datetime) -> None:
         await self.services.dialogs.expire()
 
@@ -162,6 +194,10 @@ class World:
         if self.app is not None and self.app.updater.running:
             await self.app.updater.stop()
         await self.scheduler.stop(grace=2.5)
+        try:
+            await asyncio.to_thread(heartbeats.gone, self.engine, self.scheduler.worker_id)
+        except Exception as exc:  # the store may be down at a stop; the row ages out
+            log.warning("could not sign this worker off in the store: %s", one_line(exc))
         for feature in self.features:
             if feature.enabled and feature.stop is not None:
                 try:

@@ -32,6 +32,8 @@ def render_status(report: status.StatusReport, tz: dt.tzinfo) -> str:
     if report.uptime is not None:
         lines.append(f"up {human(report.uptime)} · bot: {esc(report.bot)}")
     lines.append(f"store: <code>{esc(report.store)}</code>")
+    if report.worker_since is None:
+        lines.append("⛔ no worker is running: nothing is posted, checked or sent until one starts")
     lines.append(f"outbox: {report.outbox_pending} waiting")
     if report.muted_until is not None:
         lines.append(f"🔕 muted here until {esc(local(report.muted_until, tz))}")
@@ -44,6 +46,12 @@ def render_status(report: status.StatusReport, tz: dt.tzinfo) -> str:
         for name, when in report.next_runs:
             shown = local(when, tz) if when else "paused"
             lines.append(f"  {esc(name)}: {esc(shown)}")
+    if report.jobs:
+        lines.append("\n<b>Last good runs</b>")
+        for job in report.jobs:
+            shown = local(job.last_ok_at, tz) if job.last_ok_at else "never"
+            late = f" ⚠️ late (runs every {human(job.every)})" if job.late else ""
+            lines.append(f"  {esc(job.job)}: {esc(shown)}{late}")
     return "\n".join(lines)
 
 
