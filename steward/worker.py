@@ -16,7 +16,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 
-from steward import __version__, db, heartbeats
+from steward import __version__, db, executors, heartbeats
 from steward.config import ConfigError, Settings
 from steward.features import Clock, Command, Feature, Job, Services
 from steward.jobstore import one_line
@@ -67,6 +67,8 @@ class World:
         return self.services.outbox
 
     async def start(self) -> None:
+        # Store calls and name lookups on separate threads (steward/executors.py).
+        executors.install(asyncio.get_running_loop())
         await asyncio.to_thread(self.migrate)
         await self._start_bot()
         await self.sender.start()
