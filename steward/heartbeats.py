@@ -66,11 +66,17 @@ def finished(
     every: dt.timedelta,
     now: dt.datetime,
     failure: str | None = None,
+    again: bool = False,
 ) -> None:
-    """Mark the tick finished and record how it went in the job's health row."""
+    """Record how the tick went in the job's health row, and mark it finished unless it should
+    run `again` (it failed on the store: its claim stays open, and the watchdog re-runs it once
+    its beats have been silent for ABANDONED_AFTER)."""
     h = health_t.c
     with engine.begin() as conn:
-        conn.execute(_claim(job, scheduled_at, worker).values(finished_at=now, heartbeat_at=now))
+        if not again:
+            conn.execute(
+                _claim(job, scheduled_at, worker).values(finished_at=now, heartbeat_at=now)
+            )
         failed = {} if failure is None else dict(last_failed_at=now, last_failure=failure[:500])
         db.upsert(
             conn,

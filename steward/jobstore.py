@@ -89,6 +89,9 @@ class StoreScheduler(AsyncIOScheduler):
     def _process_or_retry(self) -> float | None:
         try:
             wait = self._process_jobs()
+            for store in self._jobstores.values():
+                if (error := getattr(store, "error", None)) is not None:
+                    raise error
         except Exception as exc:
             log.warning(
                 "scheduler: the job store failed (%s); trying again in %gs",
@@ -127,6 +130,19 @@ class SharedEngineJobStore(SQLAlchemyJobStore):
     The stock store disposes its engine at shutdown; here that engine is shared with the outbox
     and the features, and disposing it under them would orphan the connections they hold.
     """
+
+    error: Exception | None = None  # why the last look for due jobs failed, if it did
+
+    def get_due_jobs(self, now):
+        # APScheduler logs and swallows an error here (and only here); the scheduler's round
+        # should see it, to log one line of its own and to know when the store answers again.
+        try:
+            due = super().get_due_jobs(now)
+        except Exception as exc:
+            self.error = exc
+            return []
+        self.error = None
+        return due
 
     def shutdown(self) -> None:
         pass  # the worker disposes the engine last (World.stop)

@@ -91,7 +91,7 @@ class Scheduler:
         self.clock = clock
         self._ticks: dict[str, Job] = {}
         self._running: set[asyncio.Task] = set()
-        self._rescued: set[asyncio.Task] = set()
+        self._rescued: set[asyncio.Task] = set()  # re-runs and records of ticks' ends
         self._stopping = False
         self._aps = StoreScheduler(
             store_retry=store_retry,
@@ -181,6 +181,7 @@ class Scheduler:
         self._running.add(task)
         beating = asyncio.create_task(self._beat(name, scheduled_at))
         failure: str | None = None
+        again = False  # a tick that failed on the store runs again (nothing lost in an outage)
         try:
             await spec.tick(scheduled_at)
         except asyncio.CancelledError:
@@ -188,25 +189,31 @@ class Scheduler:
             log.warning("tick %s @ %s cancelled at shutdown", name, at)
             raise
         except sa.exc.DBAPIError as exc:
-            failure = one_line(exc)
-            log.warning("tick %s @ %s failed: the store said %s", name, at, failure)
+            failure, again = one_line(exc), True
+            log.warning("tick %s @ %s failed on the store (%s): it runs again", name, at, failure)
         except Exception as exc:
             failure = one_line(exc)
             log.exception("tick %s @ %s failed", name, at)
         finally:
             beating.cancel()
             self._running.discard(task)
-        await self._store_patiently(
-            f"tick {name} @ {at}: cannot record its end",
-            heartbeats.finished,
-            self.engine,
-            name,
-            scheduled_at,
-            self.worker_id,
-            spec.every,
-            self.clock(),
-            failure,
+        # Recorded on the side: while the store is away the job's next runs are not held up.
+        ending = asyncio.create_task(
+            self._store_patiently(
+                f"tick {name} @ {at}: cannot record its end",
+                heartbeats.finished,
+                self.engine,
+                name,
+                scheduled_at,
+                self.worker_id,
+                spec.every,
+                self.clock(),
+                failure,
+                again,
+            )
         )
+        self._rescued.add(ending)
+        ending.add_done_callback(self._rescued.discard)
 
     async def _beat(self, name: str, scheduled_at: dt.datetime) -> None:
         while True:
@@ -299,6 +306,12 @@ class Scheduler:
             _done, late = await asyncio.wait(running, timeout=grace)
             for task in late:
                 task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        if self._rescued:  # ends of ticks still being recorded (a store outage at the stop)
+            _done, late = await asyncio.wait(list(self._rescued), timeout=1.0)
+            for task in late:
+                task.cancel()  # unfinished in the store: the next worker runs it again
             if late:
                 await asyncio.wait(late, timeout=1.0)
         if self._aps.running:

@@ -68,6 +68,7 @@ async def test_each_tick_records_its_last_good_run_and_its_last_failure(engine):
     second += dt.timedelta(hours=1)
     await scheduler._run("posting.tick", first)
     await scheduler._run("posting.tick", second)
+    await scheduler.stop()  # waits for the ends of the ticks to be recorded
     (health,) = heartbeats.health(engine, second, since=first)
     assert health.last_ok_at == first
     assert health.last_failure == "RuntimeError: the API said no"
@@ -102,3 +103,28 @@ def test_status_says_plainly_when_no_worker_runs_and_shows_last_good_runs(tmp_pa
         worker.terminate()
     assert "no worker is running" not in status.output
     assert "Last good runs" in status.output and "steward.watchdog" in status.output
+
+
+async def test_a_tick_that_failed_on_the_store_runs_again_once_its_beats_are_silent(engine):
+    calls: list[dt.datetime] = []
+
+    async def tick(scheduled_at: dt.datetime) -> None:
+        calls.append(scheduled_at)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    job = Job("monitoring.tick", dt.timedelta(hours=1), tick)
+    first = Scheduler(engine, worker_id="w1")
+    first.add(job)
+    at = db.utcnow().replace(microsecond=0)
+    await first._run("monitoring.tick", at)
+    await first.stop()
+    later_on = Scheduler(engine, worker_id="w1", clock=later(dt.timedelta(minutes=1)))
+    later_on.add(job)
+    assert await later_on.rescue() == 1
+    while len(calls) < 2:
+        await asyncio.sleep(0.02)
+    await later_on.stop()
+    assert calls == [at, at]
+    (health,) = heartbeats.health(engine, db.utcnow(), since=at)
+    assert health.last_ok_at == at

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from steward import db
+from steward.jobstore import one_line
 from steward.telegram import store
 from steward.telegram.flood import FloodControl, FloodLimits
 from steward.telegram.outbox import Outbox
@@ -132,8 +133,11 @@ class OutboxSender:
                 if await self._hold_lease():
                     await self._release_expired_mutes()
                     delay = min(delay, await self._dispatch())
+            except sa.exc.SQLAlchemyError as exc:
+                # The store may be briefly unreachable (a Postgres restart): one line, try again.
+                log.warning("outbox: the store failed (%s); retrying", one_line(exc))
+                delay = self.poll_interval
             except Exception:
-                # The store may be briefly unreachable (a Postgres restart); try again later.
                 log.exception("outbox: sender loop error; retrying in %.0fs", self.poll_interval)
                 delay = self.poll_interval
             await self._sleep(delay)
