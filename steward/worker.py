@@ -14,7 +14,9 @@ import logging
 import os
 import signal
 import socket
+import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from steward import __version__, db, executors, heartbeats
 from steward.config import ConfigError, Settings
@@ -24,6 +26,12 @@ from steward.scheduler import Scheduler
 from steward.telegram.formatting import esc
 from steward.telegram.outbox import Outbox
 from steward.timeutil import human
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from telegram.ext import Application
+
+    from steward.telegram.sender import OutboxSender
 
 log = logging.getLogger("steward.worker")
 
@@ -52,14 +60,14 @@ class World:
     commands: list[Command]
     started_at: dt.datetime
     demo: bool = False
-    app: object | None = None  # telegram.ext.Application when TELEGRAM_TOKEN is set
-    sender: object | None = None
+    app: Application | None = None  # when TELEGRAM_TOKEN is set
+    sender: OutboxSender | None = None
     mode: str = "log only (no TELEGRAM_TOKEN)"
     _stopping: bool = field(default=False, repr=False)
-    _demo_stop: object | None = field(default=None, repr=False)
+    _demo_stop: threading.Event | None = field(default=None, repr=False)
 
     @property
-    def engine(self):
+    def engine(self) -> Engine:
         return self.services.engine
 
     @property
@@ -94,8 +102,6 @@ class World:
             self._start_demo_run()
 
     def _start_demo_run(self) -> None:
-        import threading
-
         from steward.demo import simulate_training
 
         self._demo_stop = threading.Event()
@@ -215,7 +221,7 @@ class World:
         log.info("stopped")
 
 
-def make_sender(world: World, bot=None):
+def make_sender(world: World, bot=None) -> OutboxSender:
     """The outbox's one sender: to Telegram through `bot`, or to the log when there is none."""
     from steward.telegram.flood import FloodLimits
     from steward.telegram.sender import OutboxSender
@@ -260,7 +266,7 @@ def build_worker(
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     scheduler = Scheduler(engine, worker_id=worker_id, clock=clock)
     services.next_runs = scheduler.next_runs
-    services.extra["demo"] = demo
+    services.demo = demo
     features = [importlib.import_module(m).build_feature(services) for m in FEATURE_MODULES]
     for feature in features:
         for name, fn, version in feature.dialogs if feature.enabled else ():

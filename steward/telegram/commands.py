@@ -72,7 +72,7 @@ def core_commands(world) -> list[Command]:
 
     async def mute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
-        check_mute = world.services.extra.get("monitoring.mute")
+        check_mute = world.services.mute_check
         if len(args) == 2 and check_mute is not None:
             reply = await check_mute(args[0], args[1])
             await update.effective_message.reply_html(reply)
@@ -95,7 +95,7 @@ def core_commands(world) -> list[Command]:
 
     async def unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
-        check_unmute = world.services.extra.get("monitoring.unmute")
+        check_unmute = world.services.unmute_check
         if len(args) == 1 and check_unmute is not None:
             await update.effective_message.reply_html(await check_unmute(args[0]))
             return
