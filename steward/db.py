@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 metadata = sa.MetaData(
     naming_convention={
@@ -24,6 +25,9 @@ metadata = sa.MetaData(
 )
 
 DEFAULT_DATABASE_URL = "sqlite:///steward.sqlite"
+CONNECT_TIMEOUT = 10  # seconds to reach Postgres before a store call fails
+POOL_TIMEOUT = 10  # seconds to wait for a free pooled connection
+POOL_RECYCLE = 1800  # seconds: replace connections before proxies and PaaS routers cut them
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 
@@ -59,6 +63,33 @@ job_claims = sa.Table(
     sa.Column("scheduled_at", UTCDateTime(), primary_key=True),
     sa.Column("claimed_by", sa.String(200), nullable=False),
     sa.Column("claimed_at", UTCDateTime(), nullable=False),
+    # The claimer's sign of life while the tick runs, and when it ended. A claim whose heartbeat
+    # stopped before it finished belongs to a worker that died: another worker runs it again.
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+)
+
+# Each job's health: its interval and its last successful tick (read by /status, `python bot.py
+# status` and the watchdog that tells the owner about a late job).
+job_heartbeats = sa.Table(
+    "job_heartbeats",
+    metadata,
+    sa.Column("job", sa.String(100), primary_key=True),
+    sa.Column("every_seconds", sa.Float(), nullable=False),
+    sa.Column("last_ok_at", UTCDateTime(), nullable=True),  # scheduled time of the last good tick
+    sa.Column("last_failed_at", UTCDateTime(), nullable=True),
+    sa.Column("last_failure", sa.Text(), nullable=True),  # one line
+    sa.Column("late_told_at", UTCDateTime(), nullable=True),  # the owner heard it is late
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Workers alive: each running worker refreshes its row; `python bot.py status` reads them.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker", sa.String(200), primary_key=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
 )
 
 # Small named values that must survive a restart: cursors, pause flags, counters.
@@ -92,8 +123,15 @@ def normalize_url(raw: str) -> URL:
     return url
 
 
-def make_engine(url: str | URL) -> Engine:
-    """Create the engine; SQLite gets WAL and a busy timeout so the worker and clients share it."""
+def make_engine(url: str | URL, *, connect_timeout: int = CONNECT_TIMEOUT) -> Engine:
+    """Create the engine; SQLite gets WAL and a busy timeout so the worker and clients share it.
+
+    Postgres gets a connect timeout (unless the URL sets one: libpq waits forever by default,
+    so a failover that swallows packets would hang a store call), a check of each pooled
+    connection before use (a failover leaves the pool full of dead ones), TCP keepalives (a
+    connection that died silently fails in about a minute instead of hanging), and a bounded
+    wait for a pooled connection.
+    """
     url = normalize_url(url) if isinstance(url, str) else url
     if url.get_backend_name() == "sqlite":
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -113,7 +151,49 @@ def make_engine(url: str | URL) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    connect_args = {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = connect_timeout
+    return sa.create_engine(
+        url,
+        connect_args=connect_args,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=POOL_TIMEOUT,
+        pool_recycle=POOL_RECYCLE,
+    )
+
+
+def upsert(conn: Connection, table: sa.Table, keys: dict[str, Any], **values: Any) -> None:
+    """Insert the row with primary key `keys`, or change `values` of the one already there.
+
+    One statement (`INSERT ... ON CONFLICT DO UPDATE` on SQLite and Postgres): the usual
+    update-then-insert raises IntegrityError on Postgres when two workers write the first row
+    at once (both find nothing to update, both insert).
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).values(**keys, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+
+
+def store_now(conn: Connection) -> dt.datetime:
+    """The database's clock, for times several dynos compare (leases).
+
+    Each dyno's wall clock may be off; Postgres' clock is the one they share. A SQLite file is
+    only shared by processes on one machine, whose clock is the one they share.
+    """
+    if conn.dialect.name == "postgresql":
+        return conn.scalar(sa.select(sa.func.now())).astimezone(dt.UTC)
+    return utcnow()
 
 
 def _alembic_config(engine: Engine):

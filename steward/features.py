@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from steward.config import Settings
+    from steward.telegram.dialogs import DialogEngine
     from steward.telegram.outbox import Outbox
 
 # The modules that declare tables on steward.db.metadata (imported by migrations and tests).
@@ -41,6 +42,11 @@ def import_stores() -> None:
 Clock = Callable[[], dt.datetime]
 
 
+# `/mute <check> <duration>` and `/unmute <check>`: the reply to send (HTML).
+CheckMute = Callable[[str, str], Awaitable[str]]
+CheckUnmute = Callable[[str], Awaitable[str]]
+
+
 @dataclass
 class Services:
     """The shared world every feature is built from (one per worker process)."""
@@ -50,10 +56,13 @@ class Services:
     outbox: Outbox
     clock: Clock
     # The dialog engine (steward/telegram/dialogs.py): `await services.dialogs.start(name, ...)`.
-    dialogs: Any = None
+    dialogs: DialogEngine | None = None
     # Filled in by the worker once the scheduler exists: job name -> next run time (UTC) or None.
     next_runs: Callable[[], dict[str, dt.datetime | None]] = lambda: {}
-    extra: dict[str, Any] = field(default_factory=dict)
+    demo: bool = False
+    # Set by monitoring when it is on: the bot's /mute and /unmute pass a check's name here.
+    mute_check: CheckMute | None = None
+    unmute_check: CheckUnmute | None = None
 
 
 # A command callback is a python-telegram-bot callback: `async def cb(update, context)`.

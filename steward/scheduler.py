@@ -13,18 +13,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
-from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
-from apscheduler.executors.asyncio import AsyncIOExecutor
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from steward import db
+from steward import db, heartbeats
 from steward.features import Clock, Job
+from steward.jobstore import SharedEngineJobStore, StoreScheduler, TickExecutor, one_line
 
 log = logging.getLogger("steward.scheduler")
 JOBS_TABLE = "apscheduler_jobs"
@@ -41,41 +37,17 @@ def tick(name: str) -> None:
     raise RuntimeError(f"job {name!r} must run inside the steward worker's scheduler")
 
 
-class TickExecutor(AsyncIOExecutor):
-    """Runs a job as `runner(name, scheduled_at)` on the event loop, with APScheduler's events."""
-
-    def __init__(self, runner: Callable[[str, dt.datetime], Awaitable[None]]) -> None:
-        super().__init__()
-        self._runner = runner
-
-    def _do_submit_job(self, job, run_times):
-        scheduled_at = run_times[-1]  # coalesced: the newest missed time stands for all
-
-        def done(future: asyncio.Future) -> None:
-            self._pending_futures.discard(future)
-            if future.cancelled():
-                return
-            if future.exception() is not None:
-                exc = future.exception()
-                self._run_job_error(job.id, exc, exc.__traceback__)
-            else:
-                event = JobExecutionEvent(
-                    EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, scheduled_at
-                )
-                self._run_job_success(job.id, [event])
-
-        future = self._eventloop.create_task(self._runner(job.id, scheduled_at))
-        future.add_done_callback(done)
-        self._pending_futures.add(future)
-
-
 def claim(engine: Engine, job: str, scheduled_at: dt.datetime, worker: str, now: dt.datetime):
     """Insert the claim for one tick; True when this worker won it."""
     try:
         with engine.begin() as conn:
             conn.execute(
                 db.job_claims.insert().values(
-                    job=job, scheduled_at=scheduled_at, claimed_by=worker, claimed_at=now
+                    job=job,
+                    scheduled_at=scheduled_at,
+                    claimed_by=worker,
+                    claimed_at=now,
+                    heartbeat_at=now,
                 )
             )
         return True
@@ -102,33 +74,37 @@ def last_claim(engine: Engine, job: str) -> dt.datetime | None:
         return conn.scalar(stmt.limit(1))
 
 
-class SharedEngineJobStore(SQLAlchemyJobStore):
-    """APScheduler's job store on the worker's engine, which outlives the scheduler.
-
-    The stock store disposes its engine at shutdown; here that engine is shared with the outbox
-    and the features, and disposing it under them would orphan the connections they hold.
-    """
-
-    def shutdown(self) -> None:
-        pass  # the worker disposes the engine last (World.stop)
-
-
 class Scheduler:
     """The worker's schedule: register `Job`s, start, ask for next runs, stop gracefully."""
 
-    def __init__(self, engine: Engine, *, worker_id: str, clock: Clock = db.utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        worker_id: str,
+        clock: Clock = db.utcnow,
+        store_retry: float = 5.0,
+    ) -> None:
         self.engine = engine
+        self.store_retry = store_retry
         self.worker_id = worker_id
         self.clock = clock
         self._ticks: dict[str, Job] = {}
         self._running: set[asyncio.Task] = set()
+        self._rescued: set[asyncio.Task] = set()  # re-runs and records of ticks' ends
         self._stopping = False
-        self._aps = AsyncIOScheduler(
+        self._aps = StoreScheduler(
+            store_retry=store_retry,
             jobstores={"default": SharedEngineJobStore(engine=engine, tablename=JOBS_TABLE)},
             executors={"default": TickExecutor(self._run)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=dt.UTC,
         )
+
+    @property
+    def jobs(self) -> frozenset[str]:
+        """Names of the jobs this worker runs."""
+        return frozenset(self._ticks)
 
     def add(self, job: Job) -> None:
         if job.name in self._ticks:
@@ -137,12 +113,16 @@ class Scheduler:
 
     async def start(self) -> None:
         """Load the persisted jobs, reconcile them with the registered ones, and start ticking."""
-        self._aps.start(paused=True)
+        # Started in a thread: the job store creates its table on start, a store call.
+        self._aps._eventloop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._aps.start, paused=True)
         await asyncio.to_thread(self._reconcile)
         self._aps.resume()
 
     def _reconcile(self) -> None:
         now = self.clock()
+        for name, spec in self._ticks.items():
+            heartbeats.register(self.engine, name, spec.every, now)
         stored = {job.id: job for job in self._aps.get_jobs()}
         for name, spec in self._ticks.items():
             old = stored.pop(name, None)
@@ -186,23 +166,124 @@ class Scheduler:
         spec = self._ticks.get(name)
         if spec is None or self._stopping:
             return
-        won = await asyncio.to_thread(
-            claim, self.engine, name, scheduled_at, self.worker_id, self.clock()
-        )
+        won = await self._claim(name, scheduled_at)
+        if won is None:
+            return
         if not won:
             log.info("tick %s @ %s already ran on another worker", name, scheduled_at.isoformat())
             return
+        await self._execute(spec, scheduled_at)
+
+    async def _execute(self, spec: Job, scheduled_at: dt.datetime) -> None:
+        """Run a claimed tick: beat while it runs, then record that it finished and how."""
+        name, at = spec.name, scheduled_at.isoformat()
         task = asyncio.current_task()
         self._running.add(task)
+        beating = asyncio.create_task(self._beat(name, scheduled_at))
+        failure: str | None = None
+        again = False  # a tick that failed on the store runs again (nothing lost in an outage)
         try:
             await spec.tick(scheduled_at)
         except asyncio.CancelledError:
-            log.warning("tick %s @ %s cancelled at shutdown", name, scheduled_at.isoformat())
+            # Left unfinished on purpose: its beats stop, and the next worker runs it again.
+            log.warning("tick %s @ %s cancelled at shutdown", name, at)
             raise
-        except Exception:
-            log.exception("tick %s @ %s failed", name, scheduled_at.isoformat())
+        except sa.exc.DBAPIError as exc:
+            failure, again = one_line(exc), True
+            log.warning("tick %s @ %s failed on the store (%s): it runs again", name, at, failure)
+        except Exception as exc:
+            failure = one_line(exc)
+            log.exception("tick %s @ %s failed", name, at)
         finally:
+            beating.cancel()
             self._running.discard(task)
+        # Recorded on the side: while the store is away the job's next runs are not held up.
+        ending = asyncio.create_task(
+            self._store_patiently(
+                f"tick {name} @ {at}: cannot record its end",
+                heartbeats.finished,
+                self.engine,
+                name,
+                scheduled_at,
+                self.worker_id,
+                spec.every,
+                self.clock(),
+                failure,
+                again,
+            )
+        )
+        self._rescued.add(ending)
+        ending.add_done_callback(self._rescued.discard)
+
+    async def _beat(self, name: str, scheduled_at: dt.datetime) -> None:
+        while True:
+            await asyncio.sleep(heartbeats.BEAT_EVERY.total_seconds())
+            try:
+                await asyncio.to_thread(
+                    heartbeats.beat, self.engine, name, scheduled_at, self.worker_id, self.clock()
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("tick %s: cannot record its heartbeat (%s)", name, one_line(exc))
+
+    async def _store_patiently(self, what: str, fn, *args) -> bool:
+        """Call `fn(*args)` in a thread until the store takes it (or the worker stops)."""
+        while True:
+            try:
+                await asyncio.to_thread(fn, *args)
+                return True
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("%s (%s); trying again in %gs", what, one_line(exc), self.store_retry)
+                if self._stopping:
+                    return False
+                await asyncio.sleep(self.store_retry)
+
+    async def rescue(self) -> int:
+        """Run again the ticks whose worker died while running them; returns how many."""
+        if self._stopping or not self._ticks:
+            return 0
+        now = self.clock()
+        left = await asyncio.to_thread(heartbeats.abandoned, self.engine, list(self._ticks), now)
+        taken = 0
+        for name, scheduled_at in left:
+            if not await asyncio.to_thread(
+                heartbeats.take_over, self.engine, name, scheduled_at, self.worker_id, now
+            ):
+                continue
+            log.info(
+                "tick %s @ %s: its worker died while running it; running it again",
+                name,
+                scheduled_at.isoformat(),
+            )
+            rerun = asyncio.create_task(self._execute(self._ticks[name], scheduled_at))
+            self._rescued.add(rerun)
+            rerun.add_done_callback(self._rescued.discard)
+            taken += 1
+        return taken
+
+    async def _claim(self, name: str, scheduled_at: dt.datetime) -> bool | None:
+        """Claim a tick, waiting out a store outage (the tick is not lost); None when stopping."""
+        failing = False
+        while True:
+            try:
+                won = await asyncio.to_thread(
+                    claim, self.engine, name, scheduled_at, self.worker_id, self.clock()
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                if self._stopping:
+                    return None  # never claimed: the next start runs it (_catch_up)
+                log.warning(
+                    "tick %s @ %s: cannot claim it (%s); trying again in %gs",
+                    name,
+                    scheduled_at.isoformat(),
+                    one_line(exc),
+                    self.store_retry,
+                )
+                failing = True
+                await asyncio.sleep(self.store_retry)
+                continue
+            if failing:
+                log.info("tick %s @ %s: claimed after the store came back", name, scheduled_at)
+            return won
 
     async def run_now(self, name: str) -> None:
         """Run one tick of `name` at once (claimed under the current time), e.g. for the CLI."""
@@ -217,12 +298,20 @@ class Scheduler:
         self._stopping = True
         if self._aps.running:
             self._aps.pause()
+        if self._aps.round is not None and not self._aps.round.done():
+            await asyncio.wait([self._aps.round], timeout=grace)  # it may be writing the store
         running = list(self._running)
         if running:
             log.info("waiting up to %.0fs for %d running tick(s)", grace, len(running))
             _done, late = await asyncio.wait(running, timeout=grace)
             for task in late:
                 task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        if self._rescued:  # ends of ticks still being recorded (a store outage at the stop)
+            _done, late = await asyncio.wait(list(self._rescued), timeout=1.0)
+            for task in late:
+                task.cancel()  # unfinished in the store: the next worker runs it again
             if late:
                 await asyncio.wait(late, timeout=1.0)
         if self._aps.running:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from steward import __version__, db
+from steward import __version__, db, heartbeats
+from steward.heartbeats import JobHealth
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class StatusReport:
     next_runs: tuple[tuple[str, dt.datetime | None], ...]
     outbox_pending: int
     muted_until: dt.datetime | None = None
+    # Each job's last successful tick, late ones flagged; empty before the first worker ran.
+    jobs: tuple[JobHealth, ...] = ()
+    # Start of the longest-running live worker; None when no worker runs.
+    worker_since: dt.datetime | None = None
 
 
 def gather(world, chat_id: int | str | None = None) -> StatusReport:
@@ -40,6 +45,7 @@ def gather(world, chat_id: int | str | None = None) -> StatusReport:
     )
     runs = sorted(world.scheduler.next_runs().items())
     outbox = world.outbox
+    since = heartbeats.alive_since(world.engine, now)
     return StatusReport(
         version=__version__,
         uptime=now - world.started_at,
@@ -49,4 +55,6 @@ def gather(world, chat_id: int | str | None = None) -> StatusReport:
         next_runs=tuple(runs),
         outbox_pending=outbox.pending_count(),
         muted_until=outbox.muted_until(chat_id) if chat_id is not None else None,
+        jobs=tuple(heartbeats.health(world.engine, now, since)),
+        worker_since=since,
     )

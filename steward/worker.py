@@ -17,12 +17,22 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from steward import __version__, db
+from steward import __version__, db, executors, heartbeats
 from steward.config import ConfigError, Settings
 from steward.features import Clock, Command, Feature, Job, Services
+from steward.jobstore import one_line
 from steward.scheduler import Scheduler
+from steward.telegram.formatting import esc
 from steward.telegram.outbox import Outbox
+from steward.timeutil import human
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from telegram.ext import Application
+
+    from steward.telegram.sender import OutboxSender
 
 log = logging.getLogger("steward.worker")
 
@@ -30,6 +40,7 @@ log = logging.getLogger("steward.worker")
 FEATURE_MODULES = ("steward.posting.job", "steward.training.job", "steward.monitoring.job")
 HOUSEKEEPING_EVERY = dt.timedelta(hours=1)
 DIALOG_SWEEP_EVERY = dt.timedelta(seconds=15)
+WATCHDOG = "steward.watchdog"
 LOG_CHAT = "log"  # where notifications go without TELEGRAM_TOKEN and TELEGRAM_CHAT_ID
 STARTUP_ATTEMPTS = 10  # getMe tries before giving up (about 4 minutes in all)
 STARTUP_BACKOFF = (1.0, 30.0)  # seconds: first wait, longest wait
@@ -55,15 +66,15 @@ class World:
     commands: list[Command]
     started_at: dt.datetime
     demo: bool = False
-    app: object | None = None  # telegram.ext.Application when TELEGRAM_TOKEN is set
-    sender: object | None = None
+    app: Application | None = None  # when TELEGRAM_TOKEN is set
+    sender: OutboxSender | None = None
     mode: str = "log only (no TELEGRAM_TOKEN)"
     _stopping: bool = field(default=False, repr=False)
     _stopped_at: float | None = field(default=None, repr=False)  # monotonic, once stopped
-    _demo_stop: object | None = field(default=None, repr=False)
+    _demo_stop: threading.Event | None = field(default=None, repr=False)
 
     @property
-    def engine(self):
+    def engine(self) -> Engine:
         return self.services.engine
 
     @property
@@ -71,6 +82,8 @@ class World:
         return self.services.outbox
 
     async def start(self) -> None:
+        # Store calls and name lookups on separate threads (steward/executors.py).
+        executors.install(asyncio.get_running_loop())
         await asyncio.to_thread(self.migrate)
         await self._start_bot()
         await self.sender.start()
@@ -86,15 +99,16 @@ class World:
                 self.scheduler.add(job)
         self.scheduler.add(Job("steward.housekeeping", HOUSEKEEPING_EVERY, self._housekeeping))
         self.scheduler.add(Job("dialogs.timeouts", DIALOG_SWEEP_EVERY, self._expire_dialogs))
+        self.scheduler.add(Job(WATCHDOG, heartbeats.WATCH_EVERY, self._watch))
+        await asyncio.to_thread(self._seen)
         await self.scheduler.start()
+        await self.scheduler.rescue()
         for line in summary_lines(self):
             log.info("%s", line)
         if self.demo:
             self._start_demo_run()
 
     def _start_demo_run(self) -> None:
-        import threading
-
         from steward.demo import simulate_training
 
         self._demo_stop = threading.Event()
@@ -146,6 +160,31 @@ class World:
         if claims or messages:
             log.info("housekeeping: forgot %d old tick claims, %d old messages", claims, messages)
 
+    def _seen(self) -> None:
+        now = self.services.clock()
+        heartbeats.seen(self.engine, self.scheduler.worker_id, self.started_at, now)
+
+    async def _watch(self, _scheduled: dt.datetime) -> None:
+        """The worker watching itself: alive, no tick left behind, the owner told of a late job."""
+        await asyncio.to_thread(self._seen)
+        await self.scheduler.rescue()
+        await asyncio.to_thread(self._tell_late)
+
+    def _tell_late(self) -> None:
+        now = self.services.clock()
+        since = heartbeats.alive_since(self.engine, now)
+        for job in heartbeats.health(self.engine, now, since):
+            if not job.late or job.job not in self.scheduler.jobs:
+                continue
+            last = job.last_ok_at.strftime("%Y-%m-%d %H:%M UTC") if job.last_ok_at else "never"
+            text = (
+                f"⚠️ {esc(job.job)} is late: its last good run was {last}, and it should run every "
+                f"{human(job.every)}."
+                + (f" Last error: {esc(job.last_failure)}" if job.last_failure else "")
+            )
+            if heartbeats.tell_late(self.engine, self.outbox, job, text, now):
+                log.warning("job %s is late (last good run %s): the owner was told", job.job, last)
+
     async def _expire_dialogs(self, _scheduled: dt.datetime) -> None:
         await self.services.dialogs.expire()
 
@@ -162,6 +201,10 @@ class World:
 
             await stop_receiving(self.app)
         await self.scheduler.stop(grace=2.5)
+        try:
+            await asyncio.to_thread(heartbeats.gone, self.engine, self.scheduler.worker_id)
+        except Exception as exc:  # the store may be down at a stop; the row ages out
+            log.warning("could not sign this worker off in the store: %s", one_line(exc))
         for feature in self.features:
             if feature.enabled and feature.stop is not None:
                 try:
@@ -216,7 +259,7 @@ async def with_bot_api_retries(step, api_url: str):
     raise AssertionError("unreachable")
 
 
-def make_sender(world: World, bot=None):
+def make_sender(world: World, bot=None) -> OutboxSender:
     """The outbox's one sender: to Telegram through `bot`, or to the log when there is none."""
     from steward.telegram.app import flood_limits
     from steward.telegram.sender import OutboxSender
@@ -258,7 +301,7 @@ def build_worker(
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     scheduler = Scheduler(engine, worker_id=worker_id, clock=clock)
     services.next_runs = scheduler.next_runs
-    services.extra["demo"] = demo
+    services.demo = demo
     features = [importlib.import_module(m).build_feature(services) for m in FEATURE_MODULES]
     for feature in features:
         for name, fn, version in feature.dialogs if feature.enabled else ():

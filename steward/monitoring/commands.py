@@ -2,7 +2,7 @@
 per-check mutes.
 
 The chat-level /mute and /unmute belong to the Telegram layer; they hand `/mute <check> 2h` and
-`/unmute <check>` to `mute_check` and `unmute_check` here (through `services.extra`).
+`/unmute <check>` to `mute_check` and `unmute_check` here (the `services` hooks).
 """
 
 from __future__ import annotations

@@ -253,8 +253,8 @@ def build_feature(services: Services) -> Feature:
     ]
     jobs.append(Job("monitoring.watched", watched.CADENCE, monitor.watched_tick))
     jobs.append(Job("monitoring.housekeeping", HOUSEKEEPING_EVERY, monitor.housekeeping))
-    services.extra["monitoring.mute"] = functools.partial(commands.mute_check, monitor)
-    services.extra["monitoring.unmute"] = functools.partial(commands.unmute_check, monitor)
+    services.mute_check = functools.partial(commands.mute_check, monitor)
+    services.unmute_check = functools.partial(commands.unmute_check, monitor)
 
     async def start() -> None:
         await monitor.start()

@@ -34,6 +34,8 @@ def render_status(report: status.StatusReport, tz: dt.tzinfo) -> str:
     if report.uptime is not None:
         lines.append(f"up {human(report.uptime)} · bot: {esc(report.bot)}")
     lines.append(f"store: <code>{esc(report.store)}</code>")
+    if report.worker_since is None:
+        lines.append("⛔ no worker is running: nothing is posted, checked or sent until one starts")
     lines.append(f"outbox: {report.outbox_pending} waiting")
     if report.muted_until is not None:
         lines.append(f"🔕 muted here until {esc(local(report.muted_until, tz))}")
@@ -46,6 +48,12 @@ def render_status(report: status.StatusReport, tz: dt.tzinfo) -> str:
         for name, when in report.next_runs:
             shown = local(when, tz) if when else "paused"
             lines.append(f"  {esc(name)}: {esc(shown)}")
+    if report.jobs:
+        lines.append("\n<b>Last good runs</b>")
+        for job in report.jobs:
+            shown = local(job.last_ok_at, tz) if job.last_ok_at else "never"
+            late = f" ⚠️ late (runs every {human(job.every)})" if job.late else ""
+            lines.append(f"  {esc(job.job)}: {esc(shown)}{late}")
     return "\n".join(lines)
 
 
@@ -66,7 +74,7 @@ def core_commands(world) -> list[Command]:
 
     async def mute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
-        check_mute = world.services.extra.get("monitoring.mute")
+        check_mute = world.services.mute_check
         if len(args) == 2 and check_mute is not None:
             reply = await check_mute(args[0], args[1])
             await update.effective_message.reply_html(reply)
@@ -94,7 +102,7 @@ def core_commands(world) -> list[Command]:
 
     async def unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
-        check_unmute = world.services.extra.get("monitoring.unmute")
+        check_unmute = world.services.unmute_check
         if len(args) == 1 and check_unmute is not None:
             await update.effective_message.reply_html(await check_unmute(args[0]))
             return

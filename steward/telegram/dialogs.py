@@ -18,7 +18,10 @@ one table row while it waits, a restart loses nothing, and side effects happen o
 
 The rules that follow (documented for people writing dialogs):
 1. The code between questions must be deterministic given the answers: read clocks, random
-   numbers and the database through `d.once(...)`, whose result is logged and replayed.
+   numbers and the database through `d.once(...)`, whose result is logged and replayed (JSON
+   values, datetimes, dates, times and timedeltas). `once` claims its step in the store before
+   it runs the effect, so of two workers answering one chat only one runs it; a worker that
+   dies inside an effect leaves the dialog to end with an apology rather than repeat it.
 2. One dialog per chat. While one is open, /cancel ends it, /help and /status still work, and any
    other command is answered "finish or /cancel first" rather than silently dropped.
 3. Each question waits `timeout` seconds (default DIALOG_TIMEOUT); then the dialog ends with a
@@ -35,11 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,28 +49,37 @@ from sqlalchemy.engine import Engine
 
 from steward import db
 from steward.features import Clock
-from steward.telegram.dialog_answers import Answer, Validator, check_answer, choice_buttons
+from steward.telegram.dialog_answers import Answer
+from steward.telegram.dialog_handle import (
+    Dialog,
+    DialogChanged,
+    _EffectUnfinished,
+    _LostRace,
+    _Output,
+    _Run,
+    _Suspend,
+)
 from steward.telegram.dialog_store import dialogs
 from steward.telegram.formatting import esc
 
 log = logging.getLogger("steward.dialogs")
 
-DialogFn = Callable[["Dialog"], Awaitable[Any]]
+__all__ = ["Answer", "Dialog", "DialogChanged", "DialogEngine", "Spec"]
+
+DialogFn = Callable[[Dialog], Awaitable[Any]]
 SORRY_CHANGED = (
     "Sorry, this conversation was changed by an update since it started, so I had to end it. "
     "Please start it again."
 )
 SORRY_FAILED = "Sorry, something went wrong in this conversation, so I ended it. It was logged."
+SORRY_INTERRUPTED = (
+    "Sorry, this conversation stopped during a step that must not run twice, so I ended it. "
+    "Please check whether that step took effect before you start it again."
+)
+# How long a claimed side effect may run before its dialog counts as interrupted.
+EFFECT_GRACE = dt.timedelta(minutes=2)
+ANSWER_ATTEMPTS = 8
 ALLOWED_DURING = ("cancel", "help", "status")
-
-
-class _Suspend(BaseException):
-    """Unwinds the coroutine at an unanswered question (BaseException: `except Exception` in a
-    dialog must not swallow it)."""
-
-
-class DialogChanged(Exception):
-    """The replay no longer matches the stored log: the dialog's code changed."""
 
 
 @dataclass(frozen=True)
@@ -76,113 +87,6 @@ class Spec:
     name: str
     fn: DialogFn
     version: int = 1
-
-
-@dataclass
-class _Output:
-    text: str
-    buttons: list[list[tuple[str, str]]] | None = None
-
-
-@dataclass
-class _Run:
-    """One replay of a dialog's coroutine against its log."""
-
-    row: dict
-    log: list[dict]
-    default_timeout: float
-    cursor: int = 0
-    question: int = 0
-    outputs: list[_Output] = field(default_factory=list)
-    timeout: float | None = None
-    checkpoint: Callable[[], Awaitable[bool]] | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.cursor >= len(self.log)
-
-    def next_entry(self) -> dict | None:
-        if self.cursor >= len(self.log):
-            return None
-        entry = self.log[self.cursor]
-        self.cursor += 1
-        return entry
-
-
-class Dialog:
-    """The handle a dialog coroutine receives."""
-
-    def __init__(self, run: _Run) -> None:
-        self._run = run
-        self.chat_id: str = run.row["chat_id"]
-        self.user_id: int = run.row["user_id"]
-        self.args: list[str] = list(run.row["args"])
-
-    async def ask(
-        self,
-        text: str,
-        *,
-        choices: Sequence[str] | None = None,
-        validate: Validator | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        """Send `text` (HTML) and return the answer: a choice, or what `validate` returns."""
-        return self._await_answer(text, choices=choices, validate=validate, timeout=timeout)
-
-    async def wait_for_photo(self, text: str, *, timeout: float | None = None) -> Answer:
-        """Ask for a photo; returns the Answer with its file_id and caption."""
-
-        def photo(answer: Answer) -> Answer:
-            if not answer.photo:
-                raise ValueError("Please send a photo.")
-            return answer
-
-        return self._await_answer(text, raw=photo, timeout=timeout)
-
-    async def say(self, text: str) -> None:
-        """Send `text` (HTML) once: skipped when replaying."""
-        if self._run.live:
-            self._run.outputs.append(_Output(text))
-
-    async def once(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a side effect once across replays; its (JSON-serialisable) result is logged."""
-        run = self._run
-        entry = run.next_entry()
-        if entry is not None:
-            if "e" not in entry:
-                raise DialogChanged("a side effect stands where the log has an answer")
-            return entry["e"]
-        result = fn(*args)
-        if inspect.isawaitable(result):
-            result = await result
-        run.log.append({"e": result})
-        run.cursor = len(run.log)
-        # Record the result at once: a crash later in this run must not repeat the effect.
-        if run.checkpoint is not None and not await run.checkpoint():
-            raise DialogChanged("another process advanced this dialog during a side effect")
-        return result
-
-    def _await_answer(self, text, *, choices=None, validate=None, raw=None, timeout=None):
-        run = self._run
-        run.question += 1
-        buttons = choice_buttons(run.row["dialog_id"], run.question, choices)
-        while True:
-            entry = run.next_entry()
-            if entry is None:  # the first question without an answer: ask it and wait
-                run.outputs.append(_Output(text, buttons))
-                run.timeout = timeout
-                raise _Suspend
-            if "a" not in entry:
-                raise DialogChanged("an answer stands where the log has a side effect")
-            answer = Answer.from_json(entry["a"])
-            try:
-                return check_answer(answer, choices, validate, raw)
-            except ValueError as exc:
-                if run.live:  # the answer just received: explain and ask again
-                    run.outputs.append(_Output(f"{esc(exc)}\n\n{text}", buttons))
-                    run.timeout = timeout
-                    raise _Suspend from None
-                # an old rejected answer: it was explained back then; skip it
 
 
 class DialogEngine:
@@ -242,7 +146,9 @@ class DialogEngine:
     async def answer(self, chat_id: int | str, answer: Answer, *, question: int | None = None):
         """Feed an answer to the chat's open dialog. Returns False when none is open, or when a
         button belongs to a question that is no longer the open one."""
-        for _attempt in range(5):
+        for attempt in range(ANSWER_ATTEMPTS):
+            if attempt:  # lost a race: the other writer (perhaps mid side effect) goes first
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
             row = await asyncio.to_thread(self.open_dialog, chat_id)
             if row is None:
                 return False
@@ -301,12 +207,24 @@ class DialogEngine:
         entries = list(row["log"]) + ([{"a": answer.to_json()}] if answer else [])
         if spec is None or spec.version != row["code_version"]:
             return await asyncio.to_thread(self._finish, row, [_Output(SORRY_CHANGED)])
-        run = _Run(row, entries, self.default_timeout)
+        run = _Run(row, entries, self.default_timeout, now=self.clock())
         run.checkpoint = lambda: asyncio.to_thread(self._checkpoint, row, run)
         try:
             await spec.fn(Dialog(run))
         except _Suspend:
             return await asyncio.to_thread(self._save, row, run)
+        except _LostRace:
+            return False
+        except _EffectUnfinished as unfinished:
+            if self.clock() - unfinished.claimed_at < EFFECT_GRACE:
+                return False  # another worker is running it: read again in a moment
+            log.warning(
+                "dialog %s in chat %s: a side effect claimed at %s never finished",
+                row["name"],
+                row["chat_id"],
+                unfinished.claimed_at.isoformat(),
+            )
+            return await asyncio.to_thread(self._finish, row, [_Output(SORRY_INTERRUPTED)])
         except DialogChanged as exc:
             log.warning(
                 "dialog %s in chat %s no longer matches its log: %s",

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from steward import db
+from steward.jobstore import one_line
 from steward.telegram import store
 from steward.telegram.flood import FloodControl, FloodLimits
 from steward.telegram.outbox import Outbox
@@ -113,7 +114,7 @@ class OutboxSender:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._lease_until > 0:
-            await asyncio.to_thread(store.release_lease, self.engine, self.worker_id, self.clock())
+            await asyncio.to_thread(store.release_lease, self.engine, self.worker_id)
             self._lease_until = -1.0
 
     async def flush(self, timeout: float = 10.0) -> bool:
@@ -134,8 +135,11 @@ class OutboxSender:
                 if await self._hold_lease():
                     await self._release_expired_mutes()
                     delay = min(delay, await self._dispatch())
+            except sa.exc.SQLAlchemyError as exc:
+                # The store may be briefly unreachable (a Postgres restart): one line, try again.
+                log.warning("outbox: the store failed (%s); retrying", one_line(exc))
+                delay = self.poll_interval
             except Exception:
-                # The store may be briefly unreachable (a Postgres restart); try again later.
                 log.exception("outbox: sender loop error; retrying in %.0fs", self.poll_interval)
                 delay = self.poll_interval
             await self._sleep(delay)
@@ -153,9 +157,7 @@ class OutboxSender:
         if now < self._lease_until - self.lease_ttl * 0.8:
             return True  # renewed recently
         held_before = now < self._lease_until
-        if await asyncio.to_thread(
-            store.take_lease, self.engine, self.worker_id, self.clock(), self.lease_ttl
-        ):
+        if await asyncio.to_thread(store.take_lease, self.engine, self.worker_id, self.lease_ttl):
             # Trust the lease a little less long than it lasts in the store.
             self._lease_until = now + self.lease_ttl * 0.9
             if not held_before:

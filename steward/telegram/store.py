@@ -13,6 +13,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from steward import db
 from steward.db import UTCDateTime, metadata
 
 # Row states. pending -> sending -> sent | failed; held while the chat is muted; skipped when a
@@ -99,10 +100,16 @@ telegram_refusals = sa.Table(
 LEASE = "outbox"
 
 
-def take_lease(engine: Engine, holder: str, now: dt.datetime, ttl: float) -> bool:
-    """Take or renew the sender lease for `ttl` seconds; False while another holder has it."""
-    lease, expires = outbox_lease, now + dt.timedelta(seconds=ttl)
+def take_lease(engine: Engine, holder: str, ttl: float) -> bool:
+    """Take or renew the sender lease for `ttl` seconds; False while another holder has it.
+
+    Expiry is set and judged by the database's clock: the dynos' own clocks may disagree, and
+    a dyno whose clock ran behind would otherwise look like a holder whose lease ran out.
+    """
+    lease = outbox_lease
     with engine.begin() as conn:
+        now = db.store_now(conn)
+        expires = now + dt.timedelta(seconds=ttl)
         taken = conn.execute(
             sa.update(lease)
             .where(lease.c.name == LEASE)
@@ -113,19 +120,20 @@ def take_lease(engine: Engine, holder: str, now: dt.datetime, ttl: float) -> boo
         return True
     try:
         with engine.begin() as conn:
+            expires = db.store_now(conn) + dt.timedelta(seconds=ttl)
             conn.execute(sa.insert(lease).values(name=LEASE, holder=holder, expires_at=expires))
     except sa.exc.IntegrityError:
         return False
     return True
 
 
-def release_lease(engine: Engine, holder: str, now: dt.datetime) -> None:
+def release_lease(engine: Engine, holder: str) -> None:
     """Let the next sender take over at once (on a clean stop)."""
     with engine.begin() as conn:
         conn.execute(
             sa.update(outbox_lease)
             .where(outbox_lease.c.name == LEASE, outbox_lease.c.holder == holder)
-            .values(expires_at=now - dt.timedelta(seconds=1))
+            .values(expires_at=db.store_now(conn) - dt.timedelta(seconds=1))
         )
 
 

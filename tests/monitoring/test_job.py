@@ -161,7 +161,7 @@ def test_the_feature_groups_checks_by_interval_and_offers_the_check_mutes(sqlite
     names = {c.name for c in feature.commands}
     assert {"checks", "check", "hour", "day", "week", "csv", "watch", "unwatch"} <= names
     assert [name for name, _fn, _version in feature.dialogs] == ["watch", "unwatch"]
-    assert {"monitoring.mute", "monitoring.unmute"} <= set(services.extra)
+    assert services.mute_check is not None and services.unmute_check is not None
     engine.dispose()
 
 

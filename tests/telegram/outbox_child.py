@@ -20,7 +20,7 @@ def main() -> None:
     engine = db.make_engine(url)
     outbox = Outbox(engine, "42")
     ids = [outbox.notify(f"child {n}", key=f"child-{n}") for n in range(count)]
-    assert store.take_lease(engine, "child", db.utcnow(), ttl=1.0)
+    assert store.take_lease(engine, "child", ttl=1.0)
     assert store.claim(engine, ids[:1], "child", db.utcnow())
     print("ready", flush=True)
     time.sleep(600)
