@@ -1,7 +1,7 @@
 """Core: tick heartbeats and finish times, each job's health, and the workers alive.
 
 Revision ID: 0009_core_heartbeats
-Revises: 0007_watched_checks
+Revises: 0008_telegram_hardening
 """
 
 import sqlalchemy as sa
