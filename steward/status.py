@@ -55,6 +55,7 @@ def gather(world, chat_id: int | str | None = None) -> StatusReport:
         next_runs=tuple(runs),
         outbox_pending=outbox.pending_count(),
         muted_until=outbox.muted_until(chat_id) if chat_id is not None else None,
-        jobs=tuple(heartbeats.health(world.engine, now, since)),
+        # Only scheduled jobs: a feature switched off leaves its health row behind.
+        jobs=tuple(j for j in heartbeats.health(world.engine, now, since) if j.job in dict(runs)),
         worker_since=since,
     )

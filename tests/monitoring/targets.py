@@ -67,13 +67,3 @@ class TargetServer:
 
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    """The time the checks, alerts and charts see; tests set `now`."""
-
-    def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now

@@ -11,9 +11,10 @@ import pytest
 
 from steward.monitoring.checks import Runner, display_url
 from steward.monitoring.spec import build, parse_checks
+from tests.clock import Clock
 from tests.fakes.evm_node import FakeEvmNode
 from tests.monitoring import pychecks
-from tests.monitoring.targets import Clock, Route, TargetServer
+from tests.monitoring.targets import T0, Route, TargetServer
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def server():
 
 @pytest.fixture
 async def runner():
-    r = Runner(clock=Clock())
+    r = Runner(clock=Clock(T0))
     yield r
     await r.aclose()
 

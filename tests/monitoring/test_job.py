@@ -16,7 +16,8 @@ from steward.monitoring.job import Monitor, build_feature
 from steward.monitoring.spec import load_checks
 from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
-from tests.monitoring.targets import T0, Clock, Route
+from tests.clock import Clock
+from tests.monitoring.targets import T0, Route
 
 MINUTE = dt.timedelta(minutes=1)
 
@@ -31,7 +32,7 @@ def world(sqlite_url, server):
     made: list[Monitor] = []
 
     class World:
-        clock = Clock()
+        clock = Clock(T0)
 
         def monitor(self) -> Monitor:
             """A fresh monitor and outbox on the same store, as after a restart."""

@@ -17,8 +17,9 @@ from steward.monitoring.spec import load_checks
 from steward.telegram.dialogs import Answer, DialogEngine
 from steward.telegram.outbox import Outbox
 from steward.telegram.store import outbox as outbox_table
+from tests.clock import Clock
 from tests.fakes.telegram_api import FakeTelegram
-from tests.monitoring.targets import T0, Clock, Route
+from tests.monitoring.targets import T0, Route
 from tests.worker_process import WorkerProcess, clean_env
 
 CHAT, USER = 1001, 42
@@ -31,7 +32,7 @@ class World:
     """One store; `process()` is a worker process on it (a new one is a restart)."""
 
     def __init__(self, engine, server) -> None:
-        self.engine, self.server, self.clock = engine, server, Clock()
+        self.engine, self.server, self.clock = engine, server, Clock(T0)
         self.settings = load_settings(
             {"CHECKS": f"api={server.url('/api')}", "TZ": "UTC"}, env_file=None
         )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from steward import db
 from steward.config import load_settings
 from steward.features import Services
 from steward.posting import store
@@ -25,17 +23,6 @@ X_ENV = {
     "X_ACCESS_TOKEN": "42-token",
     "X_ACCESS_SECRET": "42-secret",
 }
-
-
-class Clock:
-    def __init__(self, now: dt.datetime | None = None) -> None:
-        self.now = now or db.utcnow()
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **kwargs) -> None:
-        self.now += dt.timedelta(**kwargs)
 
 
 def services(engine, clock, **env: str) -> Services:

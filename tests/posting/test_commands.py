@@ -18,8 +18,9 @@ from steward.posting.commands import (
 )
 from steward.posting.store import Post
 from steward.telegram.dialogs import Answer, DialogEngine
+from tests.clock import Clock
 from tests.fakes.telegram_api import FakeTelegram
-from tests.posting.helpers import Clock, outbox_rows, poster, rows, x_env
+from tests.posting.helpers import outbox_rows, poster, rows, x_env
 from tests.worker_process import WorkerProcess, clean_env
 
 CHAT, USER = 1000, 42

@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from steward import db
 from steward.posting import store
 from steward.posting.job import TICK_JOB, TICK_KEY
+from tests.clock import Clock
 from tests.fakes.x_api import FakeX
-from tests.posting.helpers import Clock, bot, outbox_rows, poster, rows, tweet_calls, x_env
+from tests.posting.helpers import bot, outbox_rows, poster, rows, tweet_calls, x_env
 from tests.worker_process import ROOT, WorkerProcess, clean_env
 
 

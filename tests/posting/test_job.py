@@ -13,9 +13,9 @@ from steward.posting.job import TICK_KEY, build_feature
 from steward.posting.wiring import DRY_RUN_HINT
 from steward.telegram.sender import OutboxSender
 from steward.telegram.sinks import TelegramSink
+from tests.clock import Clock
 from tests.fakes.telegram_api import FakeTelegram
 from tests.posting.helpers import (
-    Clock,
     bot,
     outbox_rows,
     poster,

@@ -11,16 +11,12 @@ from steward import db
 from steward.telegram.dialogs import SORRY_CHANGED, Answer, DialogEngine
 from steward.telegram.outbox import Outbox
 from steward.telegram.store import outbox as outbox_table
+from tests.clock import Clock
 
 CHAT, USER = 1001, 42
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
 def sent(engine) -> list[str]:
@@ -30,7 +26,7 @@ def sent(engine) -> list[str]:
 
 
 def make(engine, clock=None, **fns) -> DialogEngine:
-    clock = clock or Clock()
+    clock = clock or Clock(T0)
     dialogs = DialogEngine(
         engine, Outbox(engine, None, clock=clock), clock=clock, default_timeout=600
     )
@@ -121,7 +117,7 @@ async def test_a_side_effect_happens_once_across_replays(engine):
 
 
 async def test_a_question_left_unanswered_times_out_with_a_message(engine):
-    clock = Clock()
+    clock = Clock(T0)
     dialogs = make(engine, clock, order=(order, 1))
 
     async def quick(d):
@@ -139,7 +135,7 @@ async def test_a_question_left_unanswered_times_out_with_a_message(engine):
 
 
 async def test_an_answer_after_the_timeout_closes_the_dialog_even_before_the_sweep(engine):
-    clock = Clock()
+    clock = Clock(T0)
     dialogs = make(engine, clock, order=(order, 1))
     await dialogs.start("order", CHAT, USER)
     clock.now += dt.timedelta(seconds=601)  # the sweep has not come by yet
@@ -241,7 +237,7 @@ async def test_two_workers_on_one_store_continue_the_same_dialog(store_url):
 
 
 async def test_expiring_reads_the_store_off_the_event_loop(engine):
-    clock = Clock()
+    clock = Clock(T0)
     dialogs = make(engine, clock, order=(order, 1))
     await dialogs.start("order", CHAT, USER)
     clock.now += dt.timedelta(seconds=601)

@@ -94,3 +94,39 @@ async def test_a_value_that_cannot_be_logged_ends_the_dialog_without_running_twi
     assert dialogs.open_dialog(CHAT) is None
     assert runs == [1]
     assert "something went wrong" in sent(engine)[-1]
+
+
+async def test_a_worker_dying_inside_a_side_effect_ends_the_dialog_without_repeating_it(engine):
+    from steward.telegram.dialogs import SORRY_INTERRUPTED
+    from tests.clock import Clock
+
+    runs: list[str] = []
+    inside = asyncio.Event()
+
+    async def charge(amount: str) -> str:
+        runs.append(amount)
+        inside.set()
+        await asyncio.sleep(60)  # the worker dies in here
+        return "receipt"
+
+    async def pay(d):
+        amount = await d.ask("How much?")
+        await d.once(charge, amount)
+        await d.say("Paid.")
+
+    clock = Clock()
+    dying = DialogEngine(engine, Outbox(engine, None, clock=clock), clock=clock)
+    dying.register("pay", pay)
+    assert await dying.start("pay", CHAT, USER)
+    answering = asyncio.create_task(dying.answer(CHAT, Answer(text="5", message_id=1)))
+    await inside.wait()
+    answering.cancel()  # as a SIGKILL would leave it: the step claimed, its result unknown
+    await asyncio.gather(answering, return_exceptions=True)
+
+    clock.advance(minutes=3)
+    other = DialogEngine(engine, Outbox(engine, None, clock=clock), clock=clock)
+    other.register("pay", pay)
+    await other.answer(CHAT, Answer(text="anything", message_id=2))
+    assert runs == ["5"], "the side effect ran again"
+    assert sent(engine)[-1] == SORRY_INTERRUPTED
+    assert other.open_dialog(CHAT) is None

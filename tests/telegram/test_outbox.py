@@ -12,17 +12,10 @@ import sqlalchemy as sa
 from steward import db
 from steward.telegram import store
 from steward.telegram.outbox import MUTED_PREFIX, Outbox
+from tests.clock import Clock
 
 TABLES = [store.outbox, store.outbox_lease, store.outbox_mutes, store.outbox_chat_moves]
 T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -91,7 +84,7 @@ def test_it_refuses_a_notification_with_nothing_to_send(engine):
 
 
 def test_it_holds_non_urgent_notifications_while_muted_and_lets_urgent_ones_through(engine):
-    clock = Clock()
+    clock = Clock(T0)
     outbox = Outbox(engine, "42", clock=clock)
     outbox.notify("progress", key="p")
     outbox.mute(42, T0 + dt.timedelta(hours=2))
@@ -113,7 +106,7 @@ def test_it_holds_non_urgent_notifications_while_muted_and_lets_urgent_ones_thro
 
 
 def test_it_sums_up_held_notifications_in_one_message_at_unmute(engine):
-    clock = Clock()
+    clock = Clock(T0)
     outbox = Outbox(engine, "42", clock=clock)
     outbox.mute("42", T0 + dt.timedelta(hours=1))
     for n in range(7):
@@ -148,7 +141,7 @@ def test_it_sums_up_held_notifications_in_one_message_at_unmute(engine):
 
 
 def test_it_reports_expired_mutes_and_stops_holding_after_them(engine):
-    clock = Clock()
+    clock = Clock(T0)
     outbox = Outbox(engine, "42", clock=clock)
     outbox.mute("42", T0 + dt.timedelta(minutes=5))
     assert outbox.expired_mutes() == []
