@@ -38,7 +38,8 @@ class Mailbox:
     acks: deque = field(default_factory=deque)
     inbox: deque = field(default_factory=deque)
     # Single assignments are atomic too: the writer reads the latest value.
-    progress: tuple | None = None  # (desc, n, total, time.time())
+    # (desc, n, total, time.time(), when this phase started, unit or None)
+    progress: tuple | None = None
     expect_until: float | None = None
     expect_at: float | None = None  # when expect() was called: it counts as a heartbeat
     final: dict[str, Any] | None = None
@@ -55,6 +56,17 @@ def _short(exc: BaseException) -> str:
     """One line about a store error, without parameters or the statement."""
     first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+
+
+def _progress_json(progress: tuple) -> dict[str, Any]:
+    """What the store keeps of a progress report: the counts, the unit, and an ETA in seconds."""
+    desc, n, total, at, started, unit = progress
+    out: dict[str, Any] = {"desc": desc, "n": n, "total": total}
+    if unit:
+        out["unit"] = unit
+    if total and 0 < n < total and at > started:
+        out["eta"] = round((at - started) / n * (total - n), 1)
+    return out
 
 
 class Writer:
@@ -219,8 +231,7 @@ class Writer:
             box = self.box
             progress = None
             if box.progress is not None:
-                desc, n, total, _ = box.progress
-                progress = {"desc": desc, "n": n, "total": total}
+                progress = _progress_json(box.progress)
             heartbeat = _utc(self.heartbeat) if self.heartbeat > self.sent_heartbeat else None
             expect = _utc(box.expect_until) if box.expect_until else None
             store.touch_run(

@@ -217,12 +217,27 @@ class Run:
             else:
                 items = tqdm(iterable, total=total, desc=desc)
         box, active = self._box, self.active
+        started = _now()
         if active:
-            box.progress = (desc, 0, total, _now())
+            box.progress = (desc, 0, total, started, started, None)
         for n, item in enumerate(items, 1):
             yield item
             if active:
-                box.progress = (desc, n, total, _now())
+                box.progress = (desc, n, total, _now(), started, None)
+
+    def progress(
+        self, n: int, total: int | None = None, desc: str | None = None, *, unit: str | None = None
+    ) -> None:
+        """Report `n` of `total` done in the current phase (`desc`, e.g. "epoch 3"); a heartbeat.
+
+        A new `desc` (or n going back to 0) starts a new phase; the ETA is measured within it.
+        """
+        if not self.active:
+            return
+        now = _now()
+        last = self._box.progress
+        started = last[4] if last is not None and last[0] == desc and n >= last[1] else now
+        self._box.progress = (desc, n, total, now, started, unit)
 
     def commands(self) -> list[Command]:
         """What the owner asked for since the last call, oldest first (empty on other ranks)."""
@@ -281,4 +296,6 @@ class Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if isinstance(exc, SystemExit) and exc.code in (None, 0):
+            exc = None  # sys.exit(0) is how a script says it is done
         self.close(error=exc)

@@ -29,6 +29,10 @@ def _shared(commands: list[Command], global_step: int, every: int) -> list[Comma
     return box[0]
 
 
+class TrainingAborted(RuntimeError):
+    """A train() that ended without completing (its exception was caught by the script)."""
+
+
 class StewardCallback(TrainerCallback):
     """Logs what the Trainer logs (on_log, on_evaluate) and acts on commands after each step.
 
@@ -53,13 +57,20 @@ class StewardCallback(TrainerCallback):
         self.on_command = on_command
         self.sync_every = max(1, sync_every)
         self._held: list[Command] = []
+        self._watched: Any = None
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if self._owned and self.run is not None:
+            # The last train() with this callback never reached on_train_end: it raised, and
+            # the script caught the exception and went on.
+            self.run.close(error=TrainingAborted("the previous train() ended without completing"))
+            self.run = None
         if self.run is None:
             config = self._config if self._config is not None else args.to_sanitized_dict()
             self.run = Run(
                 self._name or args.run_name or "hf-trainer", config, database_url=self._url
             )
+        self._watch_forward(kwargs.get("model"))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         values = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
@@ -72,6 +83,7 @@ class StewardCallback(TrainerCallback):
             self.run.log(step=state.global_step, **values)
 
     def on_step_end(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        self.run.progress(state.global_step, state.max_steps or None, "training", unit="steps")
         self._held += self.run.commands()
         commands = _shared(self._held, state.global_step, self.sync_every)
         if commands is self._held or commands:
@@ -96,7 +108,40 @@ class StewardCallback(TrainerCallback):
                 self.run.ack(cmd, False, f"unknown command {cmd.kind!r}")
         return control
 
+    def _watch_forward(self, model: Any) -> None:
+        """Wrap the model's forward so that an exception in it ends a run this callback started
+        as crashed even when the script catches it around `train()` (no hook is called then)."""
+        if model is None or "forward" in vars(model):
+            return
+        original, callback = model.forward, self
+
+        def forward(*args, **kwargs):
+            try:
+                return original(*args, **kwargs)
+            except BaseException as exc:
+                callback._crashed(exc)
+                raise
+
+        model.forward = forward
+        self._watched = model
+
+    def _unwatch_forward(self) -> None:
+        model, self._watched = self._watched, None
+        if model is not None:
+            vars(model).pop("forward", None)
+
+    def _crashed(self, exc: BaseException) -> None:
+        self._unwatch_forward()
+        if self.run is None:
+            return
+        if self._owned:
+            self.run.close(error=exc)
+            self.run = None
+        else:  # the script owns the run and decides how it ends; it hears what happened
+            self.run.event(f"training failed: {type(exc).__name__}: {exc}", level="error")
+
     def on_train_end(self, args, state, control, **kwargs):
+        self._unwatch_forward()
         if self._owned and self.run is not None:
             self.run.close()
             self.run = None

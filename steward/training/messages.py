@@ -81,11 +81,14 @@ def _progress(progress: Mapping[str, Any] | None) -> str | None:
     if not progress or progress.get("n") is None:
         return None
     desc = f"{esc(progress['desc'])}: " if progress.get("desc") else ""
+    unit = f" {esc(progress['unit'])}" if progress.get("unit") else ""
     total = progress.get("total")
-    if total:
-        pct = 100 * progress["n"] / total
-        return f"{desc}{progress['n']}/{total} ({pct:.0f}%)"
-    return f"{desc}{progress['n']}"
+    if not total:
+        return f"{desc}{progress['n']:,}{unit}"
+    line = f"{desc}{progress['n']:,}/{total:,}{unit}"
+    if progress.get("eta") is not None:
+        return f"{line}, ETA {human(dt.timedelta(seconds=float(progress['eta'])))}"
+    return f"{line} ({100 * progress['n'] / total:.0f}%)"
 
 
 def render_live(
