@@ -283,6 +283,13 @@ class Settings(BaseSettings):
         ge=10,
         description="Seconds of silence before a run is reported stalled.",
     )
+    training_lost_after: int = _env(
+        "TRAINING_LOST_AFTER",
+        expect="seconds as a whole number, e.g. 3600",
+        default=3600,
+        ge=60,
+        description="Seconds without a word from a run's process before the run is marked lost.",
+    )
 
     # Monitoring
     checks: str | None = _env(

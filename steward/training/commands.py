@@ -21,6 +21,7 @@ from steward.training.control import ControlError
 BUSY = "Finish the conversation in progress first, or /cancel it."
 SETLR_USAGE = f"Usage: /setlr [run] <rate>, where rate is {control.LR_FORMS}."
 CMD_USAGE = "Usage: /cmd <run> <name> [text]: a custom command your training script handles."
+FORGET_USAGE = "Usage: /forget <run>: deletes a run (lost, ended or stalled) and all it stored."
 RECENT = 10
 
 
@@ -148,6 +149,20 @@ def build(services: Services) -> list[Command]:
                 f"Sent <code>{esc(name)}</code> to {messages.title(run)}."
             )
 
+    async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        if len(args) != 1:
+            await update.effective_message.reply_text(FORGET_USAGE)
+            return
+        try:
+            run = await asyncio.to_thread(control.forget, engine, args[0])
+        except ControlError as exc:
+            await update.effective_message.reply_text(str(exc))
+            return
+        await update.effective_message.reply_html(
+            f"Forgot {messages.title(run)}: its metrics, events and commands are deleted."
+        )
+
     return [
         Command("runs", "training runs: active and recent", runs),
         Command("run", "one run in detail: /run <id>", run_),
@@ -156,4 +171,5 @@ def build(services: Services) -> list[Command]:
         Command("setlr", "change a run's learning rate: /setlr <id> 0.001 (or x0.5)", setlr),
         Command("save", "ask a run to save a checkpoint: /save <id> [name]", save),
         Command("cmd", "a custom command for a run: /cmd <id> <name> [text]", cmd),
+        Command("forget", "delete a run that is not running: /forget <id>", forget),
     ]

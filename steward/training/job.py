@@ -32,8 +32,9 @@ from steward.training import bookkeeping, charts, health, messages, store
 log = logging.getLogger("steward.training")
 WATCH_EVERY = dt.timedelta(seconds=5)
 SPIKE_QUIET = dt.timedelta(minutes=30)
-ENDED = ("finished", "stopped", "crashed")
+ENDED = ("finished", "stopped", "crashed", "lost")
 NEVER_READ = "the run ended before it read this command"
+NEVER_READ_LOST = "the run was lost before it read this command"
 
 
 class Watcher:
@@ -45,6 +46,7 @@ class Watcher:
         self.tz = settings.tz
         self.update_every = dt.timedelta(seconds=settings.training_update_every)
         self.stall_after = dt.timedelta(seconds=settings.training_stall_after)
+        self.lost_after = dt.timedelta(seconds=settings.training_lost_after)
         # The client's thread reaching the store this recently means its process is alive.
         self.alive_within = min(self.stall_after / 2, dt.timedelta(seconds=60))
 
@@ -73,6 +75,9 @@ class Watcher:
             for run in store.overdue_runs(conn, now, self.stall_after):
                 if store.mark_stalled(conn, run.id, run.last_heartbeat_at):
                     log.warning("training run %d (%s) stalled", run.id, run.name)
+        with self.engine.begin() as conn:
+            for run_id in store.mark_lost(conn, now, self.lost_after):
+                log.warning("training run %d is lost: silent for %s", run_id, self.lost_after)
 
     def _watch_run(self, run_id: int, now: dt.datetime) -> int:
         said = self._check_health(self._read(run_id))
@@ -149,7 +154,7 @@ class Watcher:
             alive = run.last_seen_at is not None and now - run.last_seen_at < self.alive_within
             text = messages.render_stalled(run, now, alive)
             outgoing.append(dict(text=text, key=key, urgent=True))
-        elif run.notified_state == "stalled":  # running again
+        elif run.notified_state in ("stalled", "lost"):  # running again
             since = notes.pop("silent_since", None)
             silent = run.last_heartbeat_at - dt.datetime.fromisoformat(since) if since else None
             key = f"{notes.get('stall_key', f'training:{run.id}')}:back"
@@ -169,7 +174,7 @@ class Watcher:
         }
         caption = messages.render_final(run, latest, bests, self.tz)
         photo = self._chart(run)
-        urgent = run.state == "crashed"
+        urgent = run.state in ("crashed", "lost")
         end = dict(key=f"training:{run.id}:end", urgent=urgent)
         if photo is not None:
             end.update(photo=photo, caption=caption)
@@ -212,7 +217,8 @@ class Watcher:
         said = 0
         for cmd in bookkeeping.unanswered_commands(conn, run.id):
             if bookkeeping.claim_report(conn, cmd.id, now):
-                text = messages.render_outcome(run.name, run.id, cmd.kind, False, NEVER_READ)
+                why = NEVER_READ_LOST if run.state == "lost" else NEVER_READ
+                text = messages.render_outcome(run.name, run.id, cmd.kind, False, why)
                 chat = cmd.chat_id or None
                 self.outbox.notify_in(conn, text, chat_id=chat, key=f"training:cmd:{cmd.id}")
                 said += 1
@@ -285,7 +291,8 @@ def build_feature(services: Services) -> Feature:
     watcher = Watcher(services)
     summary = (
         f"watching runs in the store every {human(WATCH_EVERY)}: progress edits every "
-        f"{human(watcher.update_every)}, stalled after {human(watcher.stall_after)} of silence"
+        f"{human(watcher.update_every)}, stalled after {human(watcher.stall_after)} of silence, "
+        f"lost after {human(watcher.lost_after)}"
     )
     # Always on: runs report through the store from any machine, whatever else is configured.
     return Feature(

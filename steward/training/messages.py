@@ -17,7 +17,14 @@ from steward.telegram.formatting import esc
 from steward.timeutil import human, local
 from steward.training.health import Best, Finding
 
-ICONS = {"running": "▶️", "stalled": "⚠️", "finished": "✅", "stopped": "⏹", "crashed": "💥"}
+ICONS = {
+    "running": "▶️",
+    "stalled": "⚠️",
+    "finished": "✅",
+    "stopped": "⏹",
+    "crashed": "💥",
+    "lost": "❓",
+}
 CONFIG_SHOWN = 8  # config entries in the live message (the rest in /run)
 METRICS_SHOWN = 8
 COMMAND_CHARS = 300
@@ -157,8 +164,16 @@ def render_final(
 ) -> str:
     """The final report (a photo caption: the outbox sends what does not fit as text)."""
     took = human((run.ended_at or run.last_heartbeat_at) - run.started_at)
-    verb = {"finished": "finished", "stopped": "was stopped", "crashed": "crashed"}[run.state]
-    lines = [f"{ICONS[run.state]} {title(run)} {verb} after {esc(took)} on {esc(run.host)}"]
+    if run.state == "lost":
+        lines = [
+            f"{ICONS['lost']} {title(run)} is lost: not a word from pid {run.pid} on "
+            f"{esc(run.host)} since {esc(local(run.ended_at, tz))}, after {esc(took)} of "
+            f"training (killed, or the machine is gone?). Commands to it are refused; "
+            f"/forget {run.id} removes it."
+        ]
+    else:
+        verb = {"finished": "finished", "stopped": "was stopped", "crashed": "crashed"}[run.state]
+        lines = [f"{ICONS[run.state]} {title(run)} {verb} after {esc(took)} on {esc(run.host)}"]
     steps = [s for s, _ in latest.values()]
     if steps:
         lines.append(f"{max(steps)} steps")

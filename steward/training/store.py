@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from steward.db import UTCDateTime, metadata
 
-STATES = ("running", "finished", "crashed", "stalled", "stopped")
+# "lost": nothing heard from the process for TRAINING_LOST_AFTER (killed, machine gone).
+STATES = ("running", "finished", "crashed", "stalled", "stopped", "lost")
 ACTIVE = ("running", "stalled")
 COMMAND_KINDS = ("stop", "set_lr", "save", "custom")
 
@@ -150,14 +151,16 @@ def add_events(conn: Connection, run_id: int, events: Sequence[tuple[dt.datetime
 def touch_run(conn: Connection, run_id: int, *, seen_at: dt.datetime, **values: Any) -> None:
     """Record that the client is alive (plus heartbeat, progress, expect_until when given).
 
-    A stalled run that reports again is running again; an ended run stays ended.
+    A stalled or lost run whose loop reports again is running again; an ended run stays ended.
     """
     values = {k: v for k, v in values.items() if v is not None}
     stmt = runs.update().where(runs.c.id == run_id).values(last_seen_at=seen_at, **values)
     if "last_heartbeat_at" in values:
         # Only the loop reporting again revives a stalled run, not the thread being alive.
+        revived = runs.c.state.in_(("stalled", "lost"))
         stmt = stmt.values(
-            state=sa.case((runs.c.state == "stalled", "running"), else_=runs.c.state)
+            state=sa.case((revived, "running"), else_=runs.c.state),
+            ended_at=sa.case((revived, None), else_=runs.c.ended_at),
         )
     conn.execute(stmt)
 
@@ -250,6 +253,32 @@ def mark_stalled(conn: Connection, run_id: int, heartbeat: dt.datetime) -> bool:
         .values(state="stalled")
     )
     return conn.execute(stmt).rowcount == 1
+
+
+def mark_lost(conn: Connection, now: dt.datetime, lost_after: dt.timedelta) -> list[int]:
+    """Active runs whose loop and client thread have both been silent for `lost_after`: lost,
+    ended at the last moment anything was heard from them."""
+    cutoff = now - lost_after
+    silent = sa.and_(
+        runs.c.state.in_(ACTIVE),
+        runs.c.last_heartbeat_at < cutoff,
+        sa.or_(runs.c.last_seen_at.is_(None), runs.c.last_seen_at < cutoff),
+    )
+    found = conn.execute(sa.select(runs).where(silent)).all()
+    lost = []
+    for run in found:
+        heard = max(run.last_heartbeat_at, run.last_seen_at or run.last_heartbeat_at)
+        stmt = runs.update().where(runs.c.id == run.id, silent).values(state="lost", ended_at=heard)
+        if conn.execute(stmt).rowcount == 1:
+            lost.append(run.id)
+    return lost
+
+
+def forget_run(conn: Connection, run_id: int) -> None:
+    """Delete a run with its metrics, events and commands."""
+    for table in (metrics, run_events, run_commands):
+        conn.execute(table.delete().where(table.c.run_id == run_id))
+    conn.execute(runs.delete().where(runs.c.id == run_id))
 
 
 def metric_names(conn: Connection, run_id: int) -> list[str]:
