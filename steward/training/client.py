@@ -32,6 +32,13 @@ _now = time.time  # bound once: log() is on the training thread's hot path
 MAX_POINTS = 100_000
 TRACEBACK_LINES = 20
 _SECRET = re.compile(r"token|secret|passw|api_?key|credential", re.IGNORECASE)
+# Terminal colour and cursor codes (Keras and rich colour their error text).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def plain(text: str) -> str:
+    """`text` without ANSI escape sequences."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,7 @@ def _engine_for(database_url: str | None):
 
 
 def traceback_tail(exc: BaseException, lines: int = TRACEBACK_LINES) -> str:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    text = plain("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     return "\n".join(text.rstrip().splitlines()[-lines:])[-4000:]
 
 
@@ -193,7 +200,7 @@ class Run:
     def event(self, message: str, *, level: str = "info") -> None:
         """A line for the run's history (log records from RunLogHandler arrive this way)."""
         if self.active:
-            self._box.events.append((_now(), level, str(message)))
+            self._box.events.append((_now(), level, plain(str(message))))
 
     def expect(self, seconds: float) -> None:
         """Promise to report again within `seconds` (before a long validation or checkpoint)."""
@@ -284,7 +291,7 @@ class Run:
             final: dict[str, Any] = {"state": state}
             if error is not None:
                 final["error_type"] = type(error).__qualname__[:200]
-                final["error_message"] = str(error)[:4000]
+                final["error_message"] = plain(str(error))[:4000]
                 final["traceback_tail"] = traceback_tail(error)
             self._box.final = final
         _hooks.forget(self)

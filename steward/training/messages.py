@@ -76,7 +76,8 @@ def metric_lines(
         step, value = latest[name]
         line = f"{esc(name)} <b>{esc(number(value))}</b>"
         best = (bests or {}).get(name)
-        if best is not None and best.step != step:
+        # Only when the latest value is not itself (as good as) the best.
+        if best is not None and best.step != step and best.value != value:
             line += f" (best {esc(number(best.value))} at step {best.step})"
         lines.append(line)
     if len(names) > limit:

@@ -378,3 +378,11 @@ def test_importing_the_client_loads_no_ml_framework(script):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.strip() == "[]"
+
+
+def test_a_crash_report_carries_no_terminal_colour_codes(url, engine):
+    with pytest.raises(ValueError), Run("colourful", database_url=url) as run:
+        raise ValueError("\x1b[1mInvalid shape\x1b[0m: expected \x1b[31m(4,)\x1b[0m")
+    row = the_run(engine, run.id)
+    assert row.error_message == "Invalid shape: expected (4,)"
+    assert "\x1b" not in row.traceback_tail and "Invalid shape: expected (4,)" in row.traceback_tail
