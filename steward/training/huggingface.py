@@ -6,6 +6,7 @@ Trainer(model, args, train_dataset=ds, callbacks=[StewardCallback(name="bert-ft"
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -27,6 +28,38 @@ def _shared(commands: list[Command], global_step: int, every: int) -> list[Comma
     box = [commands]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def changed_arguments(args: Any) -> dict[str, Any]:
+    """The TrainingArguments that differ from their declared defaults: of over a hundred, the
+    few that describe this run. (A second instance to compare with would reset the
+    accelerator's process state in the middle of training.)"""
+    shown = args.to_sanitized_dict()
+    out = {}
+    for f in dataclasses.fields(args):
+        if f.name not in shown:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if not _same(getattr(args, f.name), default):
+            out[f.name] = shown[f.name]
+    return out
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Equal, or equal once __post_init__'s conversions are undone (an enum for its string, a
+    config object or False for an absent one, an empty list for None)."""
+    value = getattr(value, "value", value)
+    default = getattr(default, "value", default)
+    if value == default or (value in ([], "") and default in ([], "")):
+        return True
+    if default is None or default == "none":
+        return value in ([], {}, "", None, False) or dataclasses.is_dataclass(value)
+    return False
 
 
 class TrainingAborted(RuntimeError):
@@ -66,7 +99,7 @@ class StewardCallback(TrainerCallback):
             self.run.close(error=TrainingAborted("the previous train() ended without completing"))
             self.run = None
         if self.run is None:
-            config = self._config if self._config is not None else args.to_sanitized_dict()
+            config = self._config if self._config is not None else changed_arguments(args)
             self.run = Run(
                 self._name or args.run_name or "hf-trainer", config, database_url=self._url
             )
