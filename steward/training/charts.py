@@ -96,4 +96,6 @@ def render(engine: Engine, run: Any, names: Sequence[str] | None = None) -> byte
 
     order = list(names) if names else by_meaning(list(series))
     curves = [plots.Curve(n, *series[n]) for n in order if n in series]
-    return plots.render_curves(curves, title=f"{run.name} (run {run.id})", markers=marks)
+    title = f"{run.name} (run {run.id})"
+    x_label = getattr(run, "step_unit", None) or "step"
+    return plots.render_curves(curves, title=title, x_label=x_label, markers=marks)

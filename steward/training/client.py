@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from steward import db
-from steward.training import _hooks
+from steward.training import _hooks, health
 from steward.training._writer import Mailbox, Writer
 
 log = logging.getLogger("steward.training")
@@ -140,8 +140,13 @@ def traceback_tail(exc: BaseException, lines: int = TRACEBACK_LINES) -> str:
 class Run:
     """A training run reported to the store (DATABASE_URL, or the default SQLite file).
 
-    Raises ValueError at construction for a database URL that cannot work; after that, nothing
-    it does raises into the training code.
+    `tags` group runs for `/runs <tag>` and `/compare`; `alerts` maps a metric to a rule the
+    worker checks as values arrive: "below 0.8", "above 2.5 after step 1000" or "no improvement
+    for 5 evals" (next to the built-in NaN and spike alerts on losses). `step_unit` says what a
+    step counts ("epoch" when you log once per epoch).
+
+    Raises ValueError at construction for a database URL or an alert rule that cannot work;
+    after that, nothing it does raises into the training code.
     """
 
     def __init__(
@@ -154,7 +159,11 @@ class Run:
         max_points: int = MAX_POINTS,
         exit_timeout: float = 5.0,
         register_timeout: float = 3.0,
+        tags: Iterable[str] | None = None,
+        alerts: dict[str, str] | None = None,
+        step_unit: str | None = None,
     ) -> None:
+        health.parse_rules(alerts)  # a bad rule is a ValueError now, not silence later
         self.name = name
         self.rank = process_rank()
         self.active = self.rank == 0
@@ -176,6 +185,9 @@ class Run:
             "command": _command_line(),
             "config": _jsonable(config or {}),
             "started_at": db.utcnow(),
+            "step_unit": step_unit or None,
+            "tags": sorted({str(t) for t in tags}) if tags else None,
+            "alerts": {str(k): str(v) for k, v in alerts.items()} if alerts else None,
         }
         self._writer = Writer(
             self._box, engine, registration, interval=flush_every, on_registered=self._registered

@@ -19,6 +19,7 @@ claims it (bookkeeping.py), so neither a restart nor a second worker says anythi
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import logging
 from typing import Any
@@ -118,8 +119,9 @@ class Watcher:
     # -- 3. NaN and spikes -------------------------------------------------------------------
 
     def _check_health(self, run: Any) -> int:
+        rules = _rules(run)
         with self.engine.connect() as conn:
-            rows, cursor = bookkeeping.unchecked_losses(conn, run)
+            rows, cursor = bookkeeping.unchecked_losses(conn, run, [r.metric for r in rules])
             if cursor is None:
                 return 0
             history = {
@@ -128,9 +130,11 @@ class Watcher:
                 )
                 for name in {r.name for r in rows}
             }
-        findings = health.scan(history, [(r.name, r.step, r.value) for r in rows])
+        points = [(r.name, r.step, r.value) for r in rows]
         notes = dict(run.health or {})
-        alerts = [f for f in findings if _first_time(notes, f, self.clock())]
+        ruled = health.check_rules(rules, copy.deepcopy(history), points, notes)
+        findings = health.scan(history, points)
+        alerts = [f for f in findings if _first_time(notes, f, self.clock())] + ruled
         with self.engine.begin() as conn:
             if not bookkeeping.advance_check(conn, run, cursor, notes):
                 return 0
@@ -260,6 +264,14 @@ class Watcher:
         if last and not active:
             line += f"; the last, {last[0].id} {last[0].name}, {last[0].state}"
         return [line]
+
+
+def _rules(run: Any) -> list[health.Rule]:
+    try:
+        return health.parse_rules(run.alerts)
+    except ValueError:  # the client refuses bad rules; a hand-edited row must not stop the watch
+        log.warning("training run %d has an unreadable alert rule: %r", run.id, run.alerts)
+        return []
 
 
 def live_key(run_id: int) -> str:

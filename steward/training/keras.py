@@ -61,7 +61,8 @@ class StewardCallback(keras.callbacks.Callback):
             self.run.close(error=FitAborted("the previous fit ended without completing"))
             self.run = None
         if self.run is None:
-            self.run = Run(self._name or self.model.name, self._config, database_url=self._url)
+            name = self._name or self.model.name
+            self.run = Run(name, self._config, database_url=self._url, step_unit="epoch")
         self._watch_train_step()
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -64,10 +64,16 @@ def _command(run: Any) -> str:
     return f"<code>{esc(text)}</code>"
 
 
+def unit(run: Any) -> str:
+    """What the run's steps count: "epoch" for a Keras run, else "step"."""
+    return getattr(run, "step_unit", None) or "step"
+
+
 def metric_lines(
     latest: Mapping[str, tuple[int, float]],
     bests: Mapping[str, Best] | None = None,
     limit: int = METRICS_SHOWN,
+    step_unit: str = "step",
 ) -> list[str]:
     """`loss 0.213 (best 0.201 at step 40)` per metric, losses first."""
     names = sorted(latest, key=lambda n: ("loss" not in n.lower(), n))
@@ -78,7 +84,7 @@ def metric_lines(
         best = (bests or {}).get(name)
         # Only when the latest value is not itself (as good as) the best.
         if best is not None and best.step != step and best.value != value:
-            line += f" (best {esc(number(best.value))} at step {best.step})"
+            line += f" (best {esc(number(best.value))} at {esc(step_unit)} {best.step})"
         lines.append(line)
     if len(names) > limit:
         lines.append(f"…and {len(names) - limit} more (see /run)")
@@ -116,11 +122,11 @@ def render_live(
     lines.append(f"started {esc(local(run.started_at, tz))}, {esc(human(end - run.started_at))}")
     steps = [s for s, _ in latest.values()]
     if steps:
-        lines.append(f"step {max(steps)}")
+        lines.append(f"{esc(unit(run))} {max(steps)}")
     progress = _progress(run.progress)
     if progress and run.ended_at is None:
         lines.append(progress)
-    lines += metric_lines(latest)
+    lines += metric_lines(latest, step_unit=unit(run))
     if run.ended_at is None:
         lines.append(f"<i>updated {esc(local(now, tz))}</i>")
     return "\n".join(lines)
@@ -146,13 +152,25 @@ def render_back(run: Any, silent_for: dt.timedelta | None) -> str:
 
 def render_finding(run: Any, finding: Finding) -> str:
     metric = f"<b>{esc(finding.metric)}</b>"
+    at = f"at {unit(run)} {finding.step}"
+    if finding.kind in ("below", "above"):
+        return (
+            f"🔔 {title(run)}: {metric} is {esc(number(finding.value))} {at}, {finding.kind} "
+            f"{esc(number(finding.median))} (your alert: {esc(finding.rule or '')})."
+        )
+    if finding.kind == "plateau":
+        return (
+            f"🔔 {title(run)}: {metric} is {esc(number(finding.value))} {at}, no better than "
+            f"its best {esc(number(finding.median))} (your alert: {esc(finding.rule or '')})."
+        )
     if finding.kind == "nan":
         return (
-            f"💥 {title(run)}: {metric} is {esc(number(finding.value))} at step {finding.step}. "
+            f"💥 {title(run)}: {metric} is {esc(number(finding.value))} at {unit(run)} "
+            f"{finding.step}. "
             "The run has probably diverged; /stop or /setlr it."
         )
     return (
-        f"📈 {title(run)}: {metric} jumped to {esc(number(finding.value))} at step "
+        f"📈 {title(run)}: {metric} jumped to {esc(number(finding.value))} at {unit(run)} "
         f"{finding.step}, against a recent median of {esc(number(finding.median))}."
     )
 
@@ -177,10 +195,10 @@ def render_final(
         lines = [f"{ICONS[run.state]} {title(run)} {verb} after {esc(took)} on {esc(run.host)}"]
     steps = [s for s, _ in latest.values()]
     if steps:
-        lines.append(f"{max(steps)} steps")
+        lines.append(f"{max(steps)} {esc(unit(run))}s")
     if run.state == "crashed":
         lines.append(f"<b>{esc(run.error_type or 'error')}</b>: {esc(run.error_message or '')}")
-    lines += metric_lines(latest, bests)
+    lines += metric_lines(latest, bests, step_unit=unit(run))
     if run.state == "crashed" and run.traceback_tail:
         lines.append(f"<pre>{esc(run.traceback_tail)}</pre>")
     return "\n".join(lines)
@@ -245,7 +263,7 @@ def render_run(
         lines.append(progress)
     if run.state == "crashed":
         lines.append(f"<b>{esc(run.error_type or 'error')}</b>: {esc(run.error_message or '')}")
-    lines += metric_lines(latest, bests, limit=30)
+    lines += metric_lines(latest, bests, limit=30, step_unit=unit(run))
     if pending:
         kinds = ", ".join(esc(c.kind) for c in pending)
         lines.append(f"waiting for the run to read: {kinds}")

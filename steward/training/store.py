@@ -55,6 +55,11 @@ runs = sa.Table(
     # (stall message key, metrics already alerted) so that nothing is said twice.
     sa.Column("checked_metric_id", sa.Integer, nullable=True),
     sa.Column("health", sa.JSON, nullable=True),
+    # What a step counts ("epoch" for Keras; None: steps), the run's tags for /runs <tag>, and
+    # its metric alert rules as given to Run(alerts=...), checked by the watcher.
+    sa.Column("step_unit", sa.String(16), nullable=True),
+    sa.Column("tags", sa.JSON, nullable=True),
+    sa.Column("alerts", sa.JSON, nullable=True),
 )
 
 # NaN is kept as NULL: SQLite turns NaN into NULL anyway, so both backends read it back the same.
@@ -125,8 +130,12 @@ def register_run(
     command: str,
     config: dict[str, Any] | None,
     started_at: dt.datetime,
+    **extra: Any,
 ) -> int:
+    """`extra`: step_unit, tags, alerts; only those given are written, so that a plain run can
+    still register in a store the worker has not migrated yet."""
     values = dict(name=name[:200], host=host[:200], pid=pid, command=command, config=config)
+    values.update({k: v for k, v in extra.items() if v is not None})
     values.update(state="running", started_at=started_at, last_heartbeat_at=started_at)
     return conn.execute(runs.insert().values(**values).returning(runs.c.id)).scalar_one()
 

@@ -151,6 +151,7 @@ def test_a_crash_the_script_catches_around_fit_is_recorded_as_a_crash(url, engin
     row = only_run(engine)
     assert row.state == "crashed" and row.error_type == "FloatingPointError"
     assert "activations overflowed" in row.error_message
+    assert row.step_unit == "epoch"  # Keras reports once per epoch: messages and charts say so
     # the next fit with the same callback is a new run, and an honest one
     model.fit(*data(), epochs=1, batch_size=16, verbose=0, callbacks=[callback])
     with engine.connect() as conn:

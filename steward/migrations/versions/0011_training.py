@@ -1,0 +1,27 @@
+"""Training: what a run's step counts (step or epoch), its tags, and its metric alert rules.
+
+Revision ID: 0011_training
+Revises: 0007_watched_checks
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011_training"
+down_revision = "0007_watched_checks"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("step_unit", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("tags", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("alerts", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("alerts")
+        batch.drop_column("tags")
+        batch.drop_column("step_unit")
