@@ -84,6 +84,44 @@ def markers(conn: Connection, run_id: int, series: dict[str, tuple[list, list]])
     return out
 
 
+def render_compare(
+    engine: Engine, refs: Sequence[str], metric: str | None = None
+) -> tuple[bytes, str]:
+    """One metric of several runs on one chart, and the metric's name (blocking). Without
+    `metric`, the first one all runs logged, by meaning (a loss first). Raises ControlError."""
+    from steward.training import bookkeeping
+    from steward.training.control import ControlError
+
+    with engine.connect() as conn:
+        found = []
+        for ref in refs:
+            run = bookkeeping.find_run(conn, ref)
+            if run is None:
+                raise ControlError(f"There is no run {ref!r}. /runs lists them.")
+            found.append(run)
+        names = [set(store.metric_names(conn, r.id)) for r in found]
+        common = set.intersection(*names)
+        if metric is None:
+            ranked = by_meaning(sorted(common))
+            if not ranked:
+                raise ControlError("These runs have no metric in common; name one.")
+            metric = ranked[0]
+        missing = [r.id for r, have in zip(found, names, strict=True) if metric not in have]
+        if missing:
+            ids = ", ".join(str(i) for i in missing)
+            raise ControlError(f"Run {ids} has no metric {metric!r}.")
+        curves_data = [(r, store.series(conn, r.id, [metric])[metric]) for r in found]
+    from steward import plots
+
+    curves = [
+        plots.Curve(f"{r.id} {r.name}", steps, values, family=metric)
+        for r, (steps, values) in curves_data
+    ]
+    units = {getattr(r, "step_unit", None) or "step" for r in found}
+    x_label = units.pop() if len(units) == 1 else "step or epoch"
+    return plots.render_curves(curves, title=f"{metric}: runs compared", x_label=x_label), metric
+
+
 def render(engine: Engine, run: Any, names: Sequence[str] | None = None) -> bytes | None:
     """A PNG of the run's metrics (those that mean something, or `names`), or None when it
     logged none."""

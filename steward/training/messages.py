@@ -213,12 +213,18 @@ def render_outcome(run_name: str, run_id: int, kind: str, ok: bool | None, messa
     return f"✋ {head} not applied: {esc(message or 'no reason given')}"
 
 
-def render_runs(rows: Sequence[Any], latest: Mapping[int, Mapping[str, tuple[int, float]]]):
+def render_runs(
+    rows: Sequence[Any],
+    latest: Mapping[int, Mapping[str, tuple[int, float]]],
+    tag: str | None = None,
+) -> str:
+    if not rows and tag is not None:
+        return f"No run is tagged <code>{esc(tag)}</code>. Tag runs with Run(..., tags=[...])."
     if not rows:
         return (
             "No training runs yet. Add <code>from steward.training import Run</code> to a script."
         )
-    lines = ["<b>Training runs</b>"]
+    lines = [f"<b>Training runs tagged {esc(tag)}</b>" if tag else "<b>Training runs</b>"]
     for run in rows:
         metrics = latest.get(run.id, {})
         shown = ", ".join(
@@ -226,6 +232,7 @@ def render_runs(rows: Sequence[Any], latest: Mapping[int, Mapping[str, tuple[int
         )
         lines.append(
             f"{ICONS.get(run.state, '•')} {run.id} <b>{esc(run.name)}</b> {esc(run.state)}"
+            + "".join(f" #{esc(t)}" for t in (getattr(run, "tags", None) or []))
             + (f" · {shown}" if shown else "")
         )
     lines.append("/run &lt;id&gt; for details, /plot &lt;id&gt; for a chart")

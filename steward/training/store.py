@@ -231,8 +231,16 @@ def get_run(conn: Connection, run_id: int) -> sa.Row | None:
     return conn.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
 
 
-def recent_runs(conn: Connection, limit: int = 10) -> list[sa.Row]:
-    return conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
+TAG_SCAN = 1000  # runs looked through for a tag (JSON containment differs per backend)
+
+
+def recent_runs(conn: Connection, limit: int = 10, tag: str | None = None) -> list[sa.Row]:
+    """The newest runs, or the newest runs tagged `tag`."""
+    if tag is None:
+        return conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
+    stmt = sa.select(runs).where(runs.c.tags.is_not(None)).order_by(runs.c.id.desc())
+    tagged = [r for r in conn.execute(stmt.limit(TAG_SCAN)) if tag in (r.tags or [])]
+    return tagged[:limit]
 
 
 def runs_in(conn: Connection, states: Iterable[str]) -> list[sa.Row]:

@@ -283,7 +283,7 @@ def test_status_lines_count_running_and_stalled_runs(world):
     feature = build_feature(watcher_services(world))
     assert feature.enabled and [j.name for j in feature.jobs] == ["training.watch"]
     names = [c.name for c in feature.commands]
-    assert names == ["runs", "run", "plot", "stop", "setlr", "save", "cmd", "forget"]
+    assert names == ["runs", "compare", "run", "plot", "stop", "setlr", "save", "cmd", "forget"]
 
 
 def watcher_services(world) -> Services:
