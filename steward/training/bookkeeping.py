@@ -115,6 +115,12 @@ def advance_check(conn: Connection, run: Any, last_id: int, health: dict) -> boo
     return conn.execute(stmt.values(checked_metric_id=last_id, health=health)).rowcount == 1
 
 
+def save_health(conn: Connection, run: Any, health: dict) -> None:
+    """Store the run's notes. Unconditional: what is sent with them carries an outbox key, so a
+    second worker doing the same writes the same notes and no second message."""
+    conn.execute(runs.update().where(runs.c.id == run.id).values(health=health))
+
+
 def unreported_outcomes(conn: Connection) -> list[sa.Row]:
     """Commands a run has answered whose answer the owner has not heard, with the run's name."""
     stmt = (

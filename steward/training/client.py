@@ -30,6 +30,11 @@ T = TypeVar("T")
 _now = time.time  # bound once: log() is on the training thread's hot path
 
 MAX_POINTS = 100_000
+# run.alert(): a burst of ALERT_BURST messages, then one per ALERT_EVERY seconds; the rest are
+# counted and the next message that goes out says how many were held back.
+ALERT_BURST = 3
+ALERT_EVERY = 60.0
+ALERT_LEVELS = ("info", "warning", "error")
 TRACEBACK_LINES = 20
 _SECRET = re.compile(r"token|secret|passw|api_?key|credential", re.IGNORECASE)
 # Terminal colour and cursor codes (Keras and rich colour their error text).
@@ -171,6 +176,9 @@ class Run:
         self.id: int | None = None
         self._end_lock = threading.Lock()
         self._stop_acked = False
+        self._alert_tokens = float(ALERT_BURST)
+        self._alert_at = time.monotonic()
+        self._alerts_held = 0
         # On other ranks every append is discarded at once (maxlen 0) and nothing is started.
         self._box = Mailbox(max_points if self.active else 0)
         self._entries = self._box.entries
@@ -213,6 +221,31 @@ class Run:
         """A line for the run's history (log records from RunLogHandler arrive this way)."""
         if self.active:
             self._box.events.append((_now(), level, plain(str(message))))
+
+    def alert(self, text: str, *, level: str = "info") -> bool:
+        """Send `text` to the owner's chat now (like wandb.alert); "error" gets through /mute.
+
+        Rate-limited per run (ALERT_BURST, then one per ALERT_EVERY seconds): returns False
+        when this one was held back; the next one sent says how many were.
+        """
+        if not self.active:
+            return False
+        level = level if level in ALERT_LEVELS else "warning"
+        now = time.monotonic()
+        self._alert_tokens = min(
+            ALERT_BURST, self._alert_tokens + (now - self._alert_at) / ALERT_EVERY
+        )
+        self._alert_at = now
+        if self._alert_tokens < 1:
+            self._alerts_held += 1
+            return False
+        self._alert_tokens -= 1
+        message = plain(str(text))[:3000]
+        if self._alerts_held:
+            held, self._alerts_held = self._alerts_held, 0
+            message += f" ({held} more alert{'s' if held > 1 else ''} held back: rate limit)"
+        self._box.events.append((_now(), f"alert:{level}", message))
+        return True
 
     def expect(self, seconds: float) -> None:
         """Promise to report again within `seconds` (before a long validation or checkpoint)."""

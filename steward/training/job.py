@@ -81,7 +81,8 @@ class Watcher:
                 log.warning("training run %d is lost: silent for %s", run_id, self.lost_after)
 
     def _watch_run(self, run_id: int, now: dt.datetime) -> int:
-        said = self._check_health(self._read(run_id))
+        said = self._send_alerts(self._read(run_id))
+        said += self._check_health(self._read(run_id))
         said += self._live(self._read(run_id), now)
         run = self._read(run_id)
         if run.state != run.notified_state:
@@ -144,6 +145,23 @@ class Watcher:
                 self.outbox.notify_in(conn, text, key=key, urgent=finding.kind == "nan")
                 log.warning("training run %d: %s in %s", run.id, finding.kind, finding.metric)
         return len(alerts)
+
+    def _send_alerts(self, run: Any) -> int:
+        """The script's own run.alert() messages, each once (a cursor kept in run.health)."""
+        notes = dict(run.health or {})
+        with self.engine.connect() as conn:
+            rows = store.alerts_after(conn, run.id, notes.get("alert_event", 0))
+        if not rows:
+            return 0
+        notes["alert_event"] = rows[-1].id
+        with self.engine.begin() as conn:
+            bookkeeping.save_health(conn, run, notes)
+            for row in rows:
+                level = row.level.partition(":")[2]
+                text = messages.render_alert(run, level, row.message)
+                key = f"training:{run.id}:alert:{row.id}"
+                self.outbox.notify_in(conn, text, key=key, urgent=level == "error")
+        return len(rows)
 
     # -- 4. changes of state -----------------------------------------------------------------
 

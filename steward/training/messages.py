@@ -150,6 +150,14 @@ def render_back(run: Any, silent_for: dt.timedelta | None) -> str:
     return f"▶️ {title(run)} is reporting again{after}."
 
 
+ALERT_ICONS = {"info": "💬", "warning": "⚠️", "error": "🚨"}
+
+
+def render_alert(run: Any, level: str, text: str) -> str:
+    """A message the training script sent with run.alert()."""
+    return f"{ALERT_ICONS.get(level, '💬')} {title(run)}: {esc(text)}"
+
+
 def render_finding(run: Any, finding: Finding) -> str:
     metric = f"<b>{esc(finding.metric)}</b>"
     at = f"at {unit(run)} {finding.step}"

@@ -339,6 +339,16 @@ def latest_metrics(conn: Connection, run_id: int) -> dict[str, tuple[int, float]
     }
 
 
+def alerts_after(conn: Connection, run_id: int, after: int) -> list[sa.Row]:
+    """The run's run.alert() messages after event id `after`, oldest first."""
+    stmt = sa.select(run_events).where(
+        run_events.c.run_id == run_id,
+        run_events.c.id > after,
+        run_events.c.level.startswith("alert:"),
+    )
+    return conn.execute(stmt.order_by(run_events.c.id).limit(50)).all()
+
+
 def recent_events(conn: Connection, run_id: int, limit: int = 5) -> list[sa.Row]:
     stmt = (
         sa.select(run_events)

@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from steward.config import load_settings
 from steward.features import Services
 from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
-from steward.training import Run, bookkeeping, control, store
+from steward.training import Run, bookkeeping, client, control, store
 from steward.training.control import ControlError
 from steward.training.job import Watcher, build_feature, live_key
 from tests.training.helpers import send
@@ -373,3 +374,24 @@ def test_a_bad_alert_rule_is_refused_with_one_sentence(world):
         world.run(alerts={"val_acc": "under 0.8"})
     with pytest.raises(ValueError, match="does not say whether higher or lower is better"):
         world.run(alerts={"throughput": "no improvement for 5 evals"})
+
+
+def test_run_alert_reaches_the_chat_once_and_is_rate_limited(world, monkeypatch):
+    watcher, run = world.watcher(), world.run()
+    sent = [run.alert(f"checkpoint {i} uploaded") for i in range(5)]
+    assert sent == [True, True, True, False, False]  # a burst of three, then held back
+    monkeypatch.setattr(client, "ALERT_EVERY", 0.05)  # a refill every 50 ms, not every minute
+    time.sleep(0.1)
+    assert run.alert("\x1b[31mdisk\x1b[0m is 97% full", level="error")
+    run.flush()
+    watcher.watch_once()
+    watcher.watch_once()
+    alerts = [r for r in world.rows() if ":alert:" in (r.key or "")]
+    assert [r.text for r in alerts] == [
+        "💬 <b>resnet</b> (run 1): checkpoint 0 uploaded",
+        "💬 <b>resnet</b> (run 1): checkpoint 1 uploaded",
+        "💬 <b>resnet</b> (run 1): checkpoint 2 uploaded",
+        "🚨 <b>resnet</b> (run 1): disk is 97% full (2 more alerts held back: rate limit)",
+    ]
+    assert [r.urgent for r in alerts] == [False, False, False, True]
+    run.close()
