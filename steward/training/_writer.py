@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from steward import db
-from steward.training import store
+from steward.training import store, system
 
 log = logging.getLogger("steward.training")
 
@@ -98,6 +98,8 @@ class Writer:
         self.heartbeat = 0.0
         self.sent_heartbeat = 0.0
         self.bad_names: set[str] = set()
+        self.sampled_at = float("-inf")
+        self.system: dict[str, Any] | None = None
         self._kick = threading.Event()
         self._cond = threading.Condition()
         self._started = 0
@@ -233,6 +235,7 @@ class Writer:
             if box.progress is not None:
                 progress = _progress_json(box.progress)
             heartbeat = _utc(self.heartbeat) if self.heartbeat > self.sent_heartbeat else None
+            machine = self._sample(final is not None)
             expect = _utc(box.expect_until) if box.expect_until else None
             store.touch_run(
                 conn,
@@ -241,6 +244,7 @@ class Writer:
                 last_heartbeat_at=heartbeat,
                 progress=progress,
                 expect_until=expect,
+                system=machine,
             )
             rows = [] if final else store.take_commands(conn, run_id, now)
             if final is not None:
@@ -250,6 +254,19 @@ class Writer:
             self.on_registered(run_id)
         self.sent_heartbeat = max(self.sent_heartbeat, self.heartbeat)
         return [Command(r.id, r.kind, dict(r.argument or {}), r.created_at) for r in rows]
+
+    def _sample(self, ending: bool) -> dict[str, Any] | None:
+        """A new sample of the machine every SAMPLE_EVERY seconds and at the end (a crash
+        report shows the memory at the crash); None in between."""
+        now = time.monotonic()
+        if not ending and now - self.sampled_at < system.SAMPLE_EVERY:
+            return None
+        self.sampled_at = now
+        try:
+            return system.sample() or None
+        except Exception:  # the machine's numbers are a nicety; delivery is not
+            log.debug("training client: could not sample the machine", exc_info=True)
+            return None
 
     def _succeeded(self) -> None:
         if self.failures:

@@ -15,6 +15,7 @@ from typing import Any
 
 from steward.telegram.formatting import esc
 from steward.timeutil import human, local
+from steward.training import system
 from steward.training.health import Best, Finding
 
 ICONS = {
@@ -127,6 +128,8 @@ def render_live(
     if progress and run.ended_at is None:
         lines.append(progress)
     lines += metric_lines(latest, step_unit=unit(run))
+    if machine := _machine(run):
+        lines.append(machine)
     if run.ended_at is None:
         lines.append(f"<i>updated {esc(local(now, tz))}</i>")
     return "\n".join(lines)
@@ -139,10 +142,18 @@ def render_stalled(run: Any, now: dt.datetime, alive: bool) -> str:
         why = "the process is alive but its training loop has stopped reporting: stuck?"
     else:
         why = "stalled or killed?"
-    return (
+    text = (
         f"⚠️ {title(run)}: no sign of life for {esc(silent)} on <b>{esc(run.host)}</b> "
         f"(pid {run.pid}): {why}"
     )
+    machine = _machine(run)
+    return f"{text}\nlast seen: {machine}" if machine else text
+
+
+def _machine(run: Any) -> str | None:
+    """The machine's latest sample as one line (escaped), when the client sent one."""
+    described = system.describe(getattr(run, "system", None))
+    return esc(described) if described else None
 
 
 def render_back(run: Any, silent_for: dt.timedelta | None) -> str:
@@ -207,6 +218,8 @@ def render_final(
     if run.state == "crashed":
         lines.append(f"<b>{esc(run.error_type or 'error')}</b>: {esc(run.error_message or '')}")
     lines += metric_lines(latest, bests, step_unit=unit(run))
+    if run.state in ("crashed", "lost") and (machine := _machine(run)):
+        lines.append(f"{'at the end' if run.state == 'crashed' else 'last seen'}: {machine}")
     if run.state == "crashed" and run.traceback_tail:
         lines.append(f"<pre>{esc(run.traceback_tail)}</pre>")
     return "\n".join(lines)
@@ -279,6 +292,8 @@ def render_run(
     if run.state == "crashed":
         lines.append(f"<b>{esc(run.error_type or 'error')}</b>: {esc(run.error_message or '')}")
     lines += metric_lines(latest, bests, limit=30, step_unit=unit(run))
+    if machine := _machine(run):
+        lines.append(machine)
     if pending:
         kinds = ", ".join(esc(c.kind) for c in pending)
         lines.append(f"waiting for the run to read: {kinds}")

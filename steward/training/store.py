@@ -60,6 +60,8 @@ runs = sa.Table(
     sa.Column("step_unit", sa.String(16), nullable=True),
     sa.Column("tags", sa.JSON, nullable=True),
     sa.Column("alerts", sa.JSON, nullable=True),
+    # The machine's latest sample (system.py): host RAM, the process's memory, GPUs.
+    sa.Column("system", sa.JSON, nullable=True),
 )
 
 # NaN is kept as NULL: SQLite turns NaN into NULL anyway, so both backends read it back the same.

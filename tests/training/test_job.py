@@ -395,3 +395,18 @@ def test_run_alert_reaches_the_chat_once_and_is_rate_limited(world, monkeypatch)
     ]
     assert [r.urgent for r in alerts] == [False, False, False, True]
     run.close()
+
+
+def test_a_crash_report_shows_the_machines_memory_at_the_end(world):
+    watcher = world.watcher()
+    with pytest.raises(MemoryError), world.run() as run:
+        run.log(step=1, loss=1.0)
+        run.flush()
+        watcher.watch_once()
+        raise MemoryError("CUDA out of memory")
+    watcher.watch_once()
+    (live,) = [r for r in world.rows() if r.key == live_key(run.id)]
+    assert "RAM " in live.text and "GiB (this process " in live.text
+    (end,) = [r for r in world.rows() if r.key == f"training:{run.id}:end"]
+    report = end.caption or end.text
+    assert "MemoryError" in report and "\nat the end: RAM " in report

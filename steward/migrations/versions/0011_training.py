@@ -1,4 +1,5 @@
-"""Training: what a run's step counts (step or epoch), its tags, and its metric alert rules.
+"""Training: what a run's step counts (step or epoch), its tags, its metric alert rules, and
+the latest sample of its machine (RAM, GPU).
 
 Revision ID: 0011_training
 Revises: 0007_watched_checks
@@ -18,10 +19,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("step_unit", sa.String(16), nullable=True))
         batch.add_column(sa.Column("tags", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("alerts", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("system", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
+        batch.drop_column("system")
         batch.drop_column("alerts")
         batch.drop_column("tags")
         batch.drop_column("step_unit")
