@@ -386,21 +386,3 @@ def test_a_crash_report_carries_no_terminal_colour_codes(url, engine):
     row = the_run(engine, run.id)
     assert row.error_message == "Invalid shape: expected (4,)"
     assert "\x1b" not in row.traceback_tail and "Invalid shape: expected (4,)" in row.traceback_tail
-
-
-def test_the_decorator_reports_each_call_as_a_run_that_finishes_or_crashes(url, engine):
-    from steward.training import notify_when_done
-
-    @notify_when_done("nightly eval", database_url=url, tags=["cron"])
-    def evaluate(fail: bool = False) -> dict:
-        if fail:
-            raise RuntimeError("the eval set is missing")
-        return {"accuracy": 0.91, "note": "fine"}
-
-    assert evaluate() == {"accuracy": 0.91, "note": "fine"}
-    with pytest.raises(RuntimeError):
-        evaluate(fail=True)
-    done, crashed = rows(engine, store.runs)
-    assert (done.name, done.state, done.tags) == ("nightly eval", "finished", ["cron"])
-    assert series(engine, done.id) == {"accuracy": ([0], [0.91])}
-    assert crashed.state == "crashed" and crashed.error_message == "the eval set is missing"

@@ -2,73 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import signal
 import threading
-import time
 
 import pytest
-import sqlalchemy as sa
 
 from steward import db
-from steward.config import load_settings
 from steward.features import Services
-from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
-from steward.training import Run, bookkeeping, client, control, store
+from steward.training import bookkeeping, control, store
 from steward.training.control import ControlError
-from steward.training.job import Watcher, build_feature, live_key
+from steward.training.job import build_feature, live_key
 from tests.training.helpers import send
-
-CHAT = "1001"
-UPDATE_EVERY, STALL_AFTER, LOST_AFTER = 30, 300, 3600
-
-
-class Clock:
-    """Real time plus an offset the test moves: heartbeats come from the client's real clock."""
-
-    def __init__(self) -> None:
-        self.offset = dt.timedelta()
-
-    def __call__(self) -> dt.datetime:
-        return db.utcnow() + self.offset
-
-    def skip(self, seconds: float) -> None:
-        self.offset += dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def world(url, engine):
-    settings = load_settings(
-        {"TRAINING_UPDATE_EVERY": str(UPDATE_EVERY), "TRAINING_STALL_AFTER": str(STALL_AFTER)},
-        env_file=None,
-    )
-
-    class World:
-        clock = Clock()
-
-        def watcher(self) -> Watcher:
-            """A watcher as a worker process has one (a new one is a restart)."""
-            outbox = Outbox(engine, CHAT, clock=self.clock)
-            services = Services(settings=settings, engine=engine, outbox=outbox, clock=self.clock)
-            return Watcher(services)
-
-        def run(self, name: str = "resnet", **kw) -> Run:
-            return Run(name, {"lr": 0.1, "batch": 64}, database_url=url, **kw)
-
-        def rows(self):
-            with engine.connect() as conn:
-                query = sa.select(tg_store.outbox).order_by(tg_store.outbox.c.id)
-                return conn.execute(query).all()
-
-        def texts(self) -> list[str]:
-            return [r.text or r.caption for r in self.rows()]
-
-    w = World()
-    w.engine, w.settings, w.url = engine, settings, url
-    return w
+from tests.training.world import CHAT, LOST_AFTER, STALL_AFTER, UPDATE_EVERY
 
 
 def new_rows(world, before: int):
@@ -342,59 +290,6 @@ def test_a_killed_run_is_marked_lost_once_and_commands_to_it_are_refused(world, 
         assert store.get_run(conn, killed.id) is None
         assert store.series(conn, killed.id) == {}
     alive.close()
-
-
-def test_metric_alert_rules_speak_once_each_and_a_plateau_again_after_an_improvement(world):
-    watcher = world.watcher()
-    run = world.run(
-        alerts={"val_acc": "below 0.8 after step 1000", "val_loss": "no improvement for 3 evals"}
-    )
-    accuracy = {500: 0.5, 1000: 0.85, 1500: 0.75, 2000: 0.7}  # low at 500: too early to judge
-    losses = [0.9, 0.5, 0.6, 0.55, 0.52, 0.51, 0.4, 0.45, 0.46, 0.47]
-    for i, loss in enumerate(losses):
-        step = 500 * (i + 1)
-        extra = {"val_acc": accuracy[step]} if step in accuracy else {}
-        run.log(step=step, val_loss=loss, **extra)
-        run.flush()
-        watcher.watch_once()
-    alerts = [t for t in world.texts() if "your alert" in t]
-    assert alerts == [
-        "🔔 <b>resnet</b> (run 1): <b>val_acc</b> is 0.75 at step 1500, below 0.8 (your alert: "
-        "below 0.8 after step 1000).",
-        "🔔 <b>resnet</b> (run 1): <b>val_loss</b> is 0.52 at step 2500, no better than its best "
-        "0.5 (your alert: no improvement for 3 evals).",
-        "🔔 <b>resnet</b> (run 1): <b>val_loss</b> is 0.47 at step 5000, no better than its best "
-        "0.4 (your alert: no improvement for 3 evals).",
-    ]
-    run.close()
-
-
-def test_a_bad_alert_rule_is_refused_with_one_sentence(world):
-    with pytest.raises(ValueError, match=r"alert for 'val_acc': 'under 0.8' is not a rule; write"):
-        world.run(alerts={"val_acc": "under 0.8"})
-    with pytest.raises(ValueError, match="does not say whether higher or lower is better"):
-        world.run(alerts={"throughput": "no improvement for 5 evals"})
-
-
-def test_run_alert_reaches_the_chat_once_and_is_rate_limited(world, monkeypatch):
-    watcher, run = world.watcher(), world.run()
-    sent = [run.alert(f"checkpoint {i} uploaded") for i in range(5)]
-    assert sent == [True, True, True, False, False]  # a burst of three, then held back
-    monkeypatch.setattr(client, "ALERT_EVERY", 0.05)  # a refill every 50 ms, not every minute
-    time.sleep(0.1)
-    assert run.alert("\x1b[31mdisk\x1b[0m is 97% full", level="error")
-    run.flush()
-    watcher.watch_once()
-    watcher.watch_once()
-    alerts = [r for r in world.rows() if ":alert:" in (r.key or "")]
-    assert [r.text for r in alerts] == [
-        "💬 <b>resnet</b> (run 1): checkpoint 0 uploaded",
-        "💬 <b>resnet</b> (run 1): checkpoint 1 uploaded",
-        "💬 <b>resnet</b> (run 1): checkpoint 2 uploaded",
-        "🚨 <b>resnet</b> (run 1): disk is 97% full (2 more alerts held back: rate limit)",
-    ]
-    assert [r.urgent for r in alerts] == [False, False, False, True]
-    run.close()
 
 
 def test_a_crash_report_shows_the_machines_memory_at_the_end(world):
