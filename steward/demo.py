@@ -127,12 +127,17 @@ def simulate_training(database_url: str, stop: threading.Event) -> None:
         "demo: tiny-convnet",
         config={"lr": lr, "batch_size": 64, "epochs": 40},
         database_url=database_url,
+        tags=["demo"],
+        alerts={"accuracy": "above 0.95 after step 20"},
     ) as run:
         for step in range(1, 41):
             if stop.wait(1.0):
                 break
+            run.progress(step, 40, "epoch 1", unit="batches")
             loss = 2.3 * math.exp(-step / 12) + 0.05 + rng.random() * 0.05
             run.log(step=step, loss=loss, accuracy=1 - loss / 2.5, lr=lr)
+            if step == 10:
+                run.alert("checkpoint 10 written (run.alert from the script)")
             for command in run.commands():
                 if command.kind == "stop":
                     run.ack(command, True, "stopping after this step")

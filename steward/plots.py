@@ -221,11 +221,19 @@ def family(name: str) -> str:
     return base.lower() or name.lower()
 
 
-def render_curves(curves: Sequence[Curve], *, title: str = "", x_label: str = "step") -> bytes:
+def render_curves(
+    curves: Sequence[Curve],
+    *,
+    title: str = "",
+    x_label: str = "step",
+    markers: Sequence[tuple[int, str]] = (),
+) -> bytes:
     """A run's metrics by step, one panel per kind of metric (up to MAX_PANELS), as a PNG.
 
     Metrics of one kind (train and validation loss) are drawn together; a panel whose values
-    span more than two orders of magnitude (a learning rate schedule) gets a log scale.
+    span more than two orders of magnitude (a learning rate schedule) gets a log scale. NaN
+    and infinite values are red crosses along the panel's top edge; `markers` (step, label) are
+    dashed vertical lines across all panels (a learning rate changed, the run diverged).
     """
     import matplotlib as mpl
 
@@ -239,6 +247,18 @@ def render_curves(curves: Sequence[Curve], *, title: str = "", x_label: str = "s
         axes = fig.subplots(count, 1, sharex=True, squeeze=False)[:, 0]
         for ax, (kind, members) in zip(axes, shown, strict=False):
             _curve_panel(ax, kind, members)
+        for step, label in markers:
+            for ax in axes:
+                ax.axvline(step, color="#555555", linestyle="--", linewidth=0.9)
+            axes[0].annotate(
+                label,
+                (step, 1),
+                xycoords=axes[0].get_xaxis_transform(),
+                xytext=(3, -2),
+                textcoords="offset points",
+                fontsize=8,
+                va="top",
+            )
         if not shown:
             axes[0].text(0.5, 0.5, "no metrics logged yet", ha="center", va="center")
         axes[-1].set_xlabel(x_label)
@@ -251,17 +271,35 @@ def render_curves(curves: Sequence[Curve], *, title: str = "", x_label: str = "s
 def _curve_panel(ax, kind: str, members: Sequence[Curve]) -> None:
     ax.set_title(kind, loc="left")
     finite: list[float] = []
+    broken: list[int] = []
     for color, curve in zip(COLORS * 3, members, strict=False):
+        broken += [s for s, v in zip(curve.steps, curve.values, strict=True) if not _finite(v)]
         xs, ys = _thin(list(curve.steps), [_number(v) for v in curve.values])
         ys = [y if math.isfinite(y) else math.nan for y in ys]
         finite += [y for y in ys if not math.isnan(y)]
         ax.plot(xs, ys, color=color, linewidth=1.4, label=curve.name, marker=_marker(xs), ms=3)
+    if broken:  # without a mark a NaN stretch is only a gap in the line
+        ax.plot(
+            broken,
+            [1.0] * len(broken),
+            transform=ax.get_xaxis_transform(),
+            linestyle="none",
+            marker="x",
+            color=BAD,
+            ms=5,
+            clip_on=False,
+            label="NaN/inf",
+        )
     if finite and min(finite) > 0 and max(finite) / min(finite) > 100:
         ax.set_yscale("log")
-    if len(members) > 1:
+    if len(members) > 1 or broken:
         ax.legend(loc="best")
     elif members:
         ax.set_ylabel(members[0].name)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def _marker(xs: Sequence[int]) -> str | None:

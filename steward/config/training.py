@@ -20,3 +20,10 @@ class TrainingSettings(SettingsPart):
         ge=10,
         description="Seconds of silence before a run is reported stalled.",
     )
+    training_lost_after: int = env(
+        "TRAINING_LOST_AFTER",
+        expect="seconds as a whole number, e.g. 3600",
+        default=3600,
+        ge=60,
+        description="Seconds without a word from a run's process before the run is marked lost.",
+    )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from telegram import Message, MessageEntity, Update
+from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from steward.features import Command
 from steward.telegram.dialog_answers import Answer, parse_button
 from steward.telegram.dialogs import ALLOWED_DURING, DialogEngine
+
+log = logging.getLogger("steward.dialogs")
 
 
 class DialogRouter:
@@ -72,6 +76,8 @@ class DialogRouter:
             update.effective_chat.id, Answer(text=label), question=question
         )
         await query.answer(label if accepted else "This question is closed.")
+        if accepted:
+            await _close_buttons(query)
 
     def cancel_command(self) -> Command:
         async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -94,6 +100,14 @@ def _command(message: Message) -> str | None:
     if first is None or first.type != MessageEntity.BOT_COMMAND or first.offset != 0:
         return None
     return message.parse_entity(first)[1:].split("@")[0].lower()
+
+
+async def _close_buttons(query) -> None:
+    """Take the buttons off an answered question: pressing one again would do nothing."""
+    try:
+        await query.edit_message_reply_markup(reply_markup=None)
+    except TelegramError as exc:  # too old to edit, already closed: the answer stands
+        log.debug("could not take the buttons off an answered question: %s", exc)
 
 
 def _label(query, choice: int) -> str | None:

@@ -5,6 +5,7 @@
 """
 
 from steward.training.client import Command, Run, process_rank
+from steward.training.decorator import notify_when_done
 from steward.training.logging_handler import RunLogHandler
 
-__all__ = ["Command", "Run", "RunLogHandler", "process_rank"]
+__all__ = ["Command", "Run", "RunLogHandler", "notify_when_done", "process_rank"]

@@ -1,4 +1,6 @@
-"""Process-wide hooks that end live runs: uncaught exceptions (any thread) and interpreter exit.
+"""Process-wide hooks that end live runs: the main thread's uncaught exception and interpreter exit.
+
+An uncaught exception in another thread only adds an error event to the live runs.
 
 Installed when the first `Run` starts, not at import; each hook chains to the one it replaced.
 """
@@ -35,8 +37,10 @@ def watch(run: Run) -> None:
             previous_sys(exc_type, exc, tb)
 
         def thread_excepthook(args):
+            # A side thread (an uploader, a data loader) failing does not end the training: the
+            # runs hear of it as an error event and go on; only the main thread and exit end them.
             if args.exc_type is not SystemExit and args.exc_value is not None:
-                _end_all(args.exc_value)
+                _note_all(args.exc_value, getattr(args.thread, "name", "a thread"))
             previous_thread(args)
 
         sys.excepthook = excepthook
@@ -46,6 +50,13 @@ def watch(run: Run) -> None:
 
 def forget(run: Run) -> None:
     _live.discard(run)
+
+
+def _note_all(exc: BaseException, thread: str) -> None:
+    text = f"thread {thread!r} failed: {type(exc).__name__}: {exc}"[:1000]
+    for run in list(_live):
+        with contextlib.suppress(Exception):
+            run.event(text, level="error")
 
 
 def _end_all(exc: BaseException | None) -> None:

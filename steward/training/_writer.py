@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from steward import db
-from steward.training import store
+from steward.training import store, system
 
 log = logging.getLogger("steward.training")
 
@@ -38,7 +38,8 @@ class Mailbox:
     acks: deque = field(default_factory=deque)
     inbox: deque = field(default_factory=deque)
     # Single assignments are atomic too: the writer reads the latest value.
-    progress: tuple | None = None  # (desc, n, total, time.time())
+    # (desc, n, total, time.time(), when this phase started, unit or None)
+    progress: tuple | None = None
     expect_until: float | None = None
     expect_at: float | None = None  # when expect() was called: it counts as a heartbeat
     final: dict[str, Any] | None = None
@@ -55,6 +56,17 @@ def _short(exc: BaseException) -> str:
     """One line about a store error, without parameters or the statement."""
     first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+
+
+def _progress_json(progress: tuple) -> dict[str, Any]:
+    """What the store keeps of a progress report: the counts, the unit, and an ETA in seconds."""
+    desc, n, total, at, started, unit = progress
+    out: dict[str, Any] = {"desc": desc, "n": n, "total": total}
+    if unit:
+        out["unit"] = unit
+    if total and 0 < n < total and at > started:
+        out["eta"] = round((at - started) / n * (total - n), 1)
+    return out
 
 
 class Writer:
@@ -86,6 +98,8 @@ class Writer:
         self.heartbeat = 0.0
         self.sent_heartbeat = 0.0
         self.bad_names: set[str] = set()
+        self.sampled_at = float("-inf")
+        self.system: dict[str, Any] | None = None
         self._kick = threading.Event()
         self._cond = threading.Condition()
         self._started = 0
@@ -219,9 +233,9 @@ class Writer:
             box = self.box
             progress = None
             if box.progress is not None:
-                desc, n, total, _ = box.progress
-                progress = {"desc": desc, "n": n, "total": total}
+                progress = _progress_json(box.progress)
             heartbeat = _utc(self.heartbeat) if self.heartbeat > self.sent_heartbeat else None
+            machine = self._sample(final is not None)
             expect = _utc(box.expect_until) if box.expect_until else None
             store.touch_run(
                 conn,
@@ -230,6 +244,7 @@ class Writer:
                 last_heartbeat_at=heartbeat,
                 progress=progress,
                 expect_until=expect,
+                system=machine,
             )
             rows = [] if final else store.take_commands(conn, run_id, now)
             if final is not None:
@@ -239,6 +254,19 @@ class Writer:
             self.on_registered(run_id)
         self.sent_heartbeat = max(self.sent_heartbeat, self.heartbeat)
         return [Command(r.id, r.kind, dict(r.argument or {}), r.created_at) for r in rows]
+
+    def _sample(self, ending: bool) -> dict[str, Any] | None:
+        """A new sample of the machine every SAMPLE_EVERY seconds and at the end (a crash
+        report shows the memory at the crash); None in between."""
+        now = time.monotonic()
+        if not ending and now - self.sampled_at < system.SAMPLE_EVERY:
+            return None
+        self.sampled_at = now
+        try:
+            return system.sample() or None
+        except Exception:  # the machine's numbers are a nicety; delivery is not
+            log.debug("training client: could not sample the machine", exc_info=True)
+            return None
 
     def _succeeded(self) -> None:
         if self.failures:

@@ -8,6 +8,7 @@ worker can neither repeat a message nor lose one. Synchronous; callers run it in
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,9 +66,11 @@ def news_since(conn: Connection, run: Any, since: dt.datetime) -> bool:
     return latest is not None and latest > since
 
 
-def unchecked_losses(conn: Connection, run: Any) -> tuple[list[sa.Row], int | None]:
-    """Loss rows (id, name, step, value) after the run's check cursor, oldest first, and where
-    the cursor moves to (None: nothing new at all).
+def unchecked_losses(
+    conn: Connection, run: Any, also: Sequence[str] = ()
+) -> tuple[list[sa.Row], int | None]:
+    """Loss rows (and rows of the metrics in `also`: those with alert rules) after the run's
+    check cursor, oldest first, and where the cursor moves to (None: nothing new at all).
 
     Only the run's own thread writes its metrics, one transaction at a time, so its row ids
     grow in commit order and a cursor on them never skips a row.
@@ -84,7 +87,7 @@ def unchecked_losses(conn: Connection, run: Any) -> tuple[list[sa.Row], int | No
             metrics.c.run_id == run.id,
             metrics.c.id > after,
             metrics.c.id <= top,
-            sa.func.lower(metrics.c.name).contains("loss"),
+            sa.or_(sa.func.lower(metrics.c.name).contains("loss"), metrics.c.name.in_(list(also))),
         )
         .order_by(metrics.c.id)
         .limit(SCAN_BATCH)
@@ -110,6 +113,12 @@ def advance_check(conn: Connection, run: Any, last_id: int, health: dict) -> boo
     cond = runs.c.checked_metric_id.is_(None) if old is None else runs.c.checked_metric_id == old
     stmt = runs.update().where(runs.c.id == run.id, cond)
     return conn.execute(stmt.values(checked_metric_id=last_id, health=health)).rowcount == 1
+
+
+def save_health(conn: Connection, run: Any, health: dict) -> None:
+    """Store the run's notes. Unconditional: what is sent with them carries an outbox key, so a
+    second worker doing the same writes the same notes and no second message."""
+    conn.execute(runs.update().where(runs.c.id == run.id).values(health=health))
 
 
 def unreported_outcomes(conn: Connection) -> list[sa.Row]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from steward import db
-from steward.training import _hooks
+from steward.training import _hooks, health
 from steward.training._writer import Mailbox, Writer
 
 log = logging.getLogger("steward.training")
@@ -30,8 +30,20 @@ T = TypeVar("T")
 _now = time.time  # bound once: log() is on the training thread's hot path
 
 MAX_POINTS = 100_000
+# run.alert(): a burst of ALERT_BURST messages, then one per ALERT_EVERY seconds; the rest are
+# counted and the next message that goes out says how many were held back.
+ALERT_BURST = 3
+ALERT_EVERY = 60.0
+ALERT_LEVELS = ("info", "warning", "error")
 TRACEBACK_LINES = 20
 _SECRET = re.compile(r"token|secret|passw|api_?key|credential", re.IGNORECASE)
+# Terminal colour and cursor codes (Keras and rich colour their error text).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def plain(text: str) -> str:
+    """`text` without ANSI escape sequences."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
 
 
 @dataclass(frozen=True)
@@ -126,15 +138,20 @@ def _engine_for(database_url: str | None):
 
 
 def traceback_tail(exc: BaseException, lines: int = TRACEBACK_LINES) -> str:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    text = plain("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     return "\n".join(text.rstrip().splitlines()[-lines:])[-4000:]
 
 
 class Run:
     """A training run reported to the store (DATABASE_URL, or the default SQLite file).
 
-    Raises ValueError at construction for a database URL that cannot work; after that, nothing
-    it does raises into the training code.
+    `tags` group runs for `/runs <tag>` and `/compare`; `alerts` maps a metric to a rule the
+    worker checks as values arrive: "below 0.8", "above 2.5 after step 1000" or "no improvement
+    for 5 evals" (next to the built-in NaN and spike alerts on losses). `step_unit` says what a
+    step counts ("epoch" when you log once per epoch).
+
+    Raises ValueError at construction for a database URL or an alert rule that cannot work;
+    after that, nothing it does raises into the training code.
     """
 
     def __init__(
@@ -147,7 +164,11 @@ class Run:
         max_points: int = MAX_POINTS,
         exit_timeout: float = 5.0,
         register_timeout: float = 3.0,
+        tags: Iterable[str] | None = None,
+        alerts: dict[str, str] | None = None,
+        step_unit: str | None = None,
     ) -> None:
+        health.parse_rules(alerts)  # a bad rule is a ValueError now, not silence later
         self.name = name
         self.rank = process_rank()
         self.active = self.rank == 0
@@ -155,6 +176,9 @@ class Run:
         self.id: int | None = None
         self._end_lock = threading.Lock()
         self._stop_acked = False
+        self._alert_tokens = float(ALERT_BURST)
+        self._alert_at = time.monotonic()
+        self._alerts_held = 0
         # On other ranks every append is discarded at once (maxlen 0) and nothing is started.
         self._box = Mailbox(max_points if self.active else 0)
         self._entries = self._box.entries
@@ -169,6 +193,9 @@ class Run:
             "command": _command_line(),
             "config": _jsonable(config or {}),
             "started_at": db.utcnow(),
+            "step_unit": step_unit or None,
+            "tags": sorted({str(t) for t in tags}) if tags else None,
+            "alerts": {str(k): str(v) for k, v in alerts.items()} if alerts else None,
         }
         self._writer = Writer(
             self._box, engine, registration, interval=flush_every, on_registered=self._registered
@@ -193,7 +220,32 @@ class Run:
     def event(self, message: str, *, level: str = "info") -> None:
         """A line for the run's history (log records from RunLogHandler arrive this way)."""
         if self.active:
-            self._box.events.append((_now(), level, str(message)))
+            self._box.events.append((_now(), level, plain(str(message))))
+
+    def alert(self, text: str, *, level: str = "info") -> bool:
+        """Send `text` to the owner's chat now (like wandb.alert); "error" gets through /mute.
+
+        Rate-limited per run (ALERT_BURST, then one per ALERT_EVERY seconds): returns False
+        when this one was held back; the next one sent says how many were.
+        """
+        if not self.active:
+            return False
+        level = level if level in ALERT_LEVELS else "warning"
+        now = time.monotonic()
+        self._alert_tokens = min(
+            ALERT_BURST, self._alert_tokens + (now - self._alert_at) / ALERT_EVERY
+        )
+        self._alert_at = now
+        if self._alert_tokens < 1:
+            self._alerts_held += 1
+            return False
+        self._alert_tokens -= 1
+        message = plain(str(text))[:3000]
+        if self._alerts_held:
+            held, self._alerts_held = self._alerts_held, 0
+            message += f" ({held} more alert{'s' if held > 1 else ''} held back: rate limit)"
+        self._box.events.append((_now(), f"alert:{level}", message))
+        return True
 
     def expect(self, seconds: float) -> None:
         """Promise to report again within `seconds` (before a long validation or checkpoint)."""
@@ -217,12 +269,27 @@ class Run:
             else:
                 items = tqdm(iterable, total=total, desc=desc)
         box, active = self._box, self.active
+        started = _now()
         if active:
-            box.progress = (desc, 0, total, _now())
+            box.progress = (desc, 0, total, started, started, None)
         for n, item in enumerate(items, 1):
             yield item
             if active:
-                box.progress = (desc, n, total, _now())
+                box.progress = (desc, n, total, _now(), started, None)
+
+    def progress(
+        self, n: int, total: int | None = None, desc: str | None = None, *, unit: str | None = None
+    ) -> None:
+        """Report `n` of `total` done in the current phase (`desc`, e.g. "epoch 3"); a heartbeat.
+
+        A new `desc` (or n going back to 0) starts a new phase; the ETA is measured within it.
+        """
+        if not self.active:
+            return
+        now = _now()
+        last = self._box.progress
+        started = last[4] if last is not None and last[0] == desc and n >= last[1] else now
+        self._box.progress = (desc, n, total, now, started, unit)
 
     def commands(self) -> list[Command]:
         """What the owner asked for since the last call, oldest first (empty on other ranks)."""
@@ -269,7 +336,7 @@ class Run:
             final: dict[str, Any] = {"state": state}
             if error is not None:
                 final["error_type"] = type(error).__qualname__[:200]
-                final["error_message"] = str(error)[:4000]
+                final["error_message"] = plain(str(error))[:4000]
                 final["traceback_tail"] = traceback_tail(error)
             self._box.final = final
         _hooks.forget(self)
@@ -281,4 +348,6 @@ class Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if isinstance(exc, SystemExit) and exc.code in (None, 0):
+            exc = None  # sys.exit(0) is how a script says it is done
         self.close(error=exc)

@@ -21,6 +21,8 @@ from steward.training.control import ControlError
 BUSY = "Finish the conversation in progress first, or /cancel it."
 SETLR_USAGE = f"Usage: /setlr [run] <rate>, where rate is {control.LR_FORMS}."
 CMD_USAGE = "Usage: /cmd <run> <name> [text]: a custom command your training script handles."
+FORGET_USAGE = "Usage: /forget <run>: deletes a run (lost, ended or stalled) and all it stored."
+COMPARE_USAGE = "Usage: /compare <run> <run> [...] [metric]: two or more run ids, one metric."
 RECENT = 10
 
 
@@ -61,13 +63,33 @@ def build(services: Services) -> list[Command]:
         return True
 
     async def runs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        tag = args[0].lstrip("#") if args else None
+
         def recent():
             with engine.connect() as conn:
-                return store.recent_runs(conn, RECENT)
+                return store.recent_runs(conn, RECENT, tag=tag)
 
         rows = await asyncio.to_thread(recent)
         latest = await asyncio.to_thread(_latest_by_run, engine, rows)
-        await update.effective_message.reply_html(messages.render_runs(rows, latest))
+        await update.effective_message.reply_html(messages.render_runs(rows, latest, tag))
+
+    async def compare(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        refs = [a for a in args if a.lstrip("#").isdigit()]
+        rest = [a for a in args if not a.lstrip("#").isdigit()]
+        if len(refs) < 2 or len(rest) > 1:
+            await update.effective_message.reply_text(COMPARE_USAGE)
+            return
+        try:
+            png, metric = await asyncio.to_thread(
+                charts.render_compare, engine, refs, rest[0] if rest else None
+            )
+        except ControlError as exc:
+            await update.effective_message.reply_text(str(exc))
+            return
+        caption = f"{esc(metric)} of runs " + ", ".join(r.lstrip("#") for r in refs)
+        await update.effective_message.reply_photo(png, caption=caption, parse_mode="HTML")
 
     async def run_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
@@ -148,12 +170,28 @@ def build(services: Services) -> list[Command]:
                 f"Sent <code>{esc(name)}</code> to {messages.title(run)}."
             )
 
+    async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        if len(args) != 1:
+            await update.effective_message.reply_text(FORGET_USAGE)
+            return
+        try:
+            run = await asyncio.to_thread(control.forget, engine, args[0])
+        except ControlError as exc:
+            await update.effective_message.reply_text(str(exc))
+            return
+        await update.effective_message.reply_html(
+            f"Forgot {messages.title(run)}: its metrics, events and commands are deleted."
+        )
+
     return [
-        Command("runs", "training runs: active and recent", runs),
+        Command("runs", "training runs: active and recent, or /runs <tag>", runs),
+        Command("compare", "runs on one chart: /compare <id> <id> [metric]", compare),
         Command("run", "one run in detail: /run <id>", run_),
         Command("plot", "chart of a run: /plot <id> [metric...]", plot),
         Command("stop", "stop a run (asks first): /stop <id>", stop),
         Command("setlr", "change a run's learning rate: /setlr <id> 0.001 (or x0.5)", setlr),
         Command("save", "ask a run to save a checkpoint: /save <id> [name]", save),
         Command("cmd", "a custom command for a run: /cmd <id> <name> [text]", cmd),
+        Command("forget", "delete a run that is not running: /forget <id>", forget),
     ]

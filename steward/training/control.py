@@ -59,7 +59,7 @@ def pick_run(engine: Engine, ref: str | None, *, active: bool = False) -> Any:
     if run is None:
         raise ControlError(f"There is no run {ref!r}. /runs lists them.")
     if active and run.state not in store.ACTIVE:
-        raise ControlError(f"Run {run.id} ({run.name}) has already {run.state}.")
+        raise ControlError(not_active(run))
     return run
 
 
@@ -75,9 +75,36 @@ def queue(
     with engine.begin() as conn:
         run = store.get_run(conn, run_id)
         if run is None or run.state not in store.ACTIVE:
-            state = run.state if run is not None else "gone"
-            raise ControlError(f"Run {run_id} has {state} meanwhile; nothing was sent.")
+            if run is None:
+                raise ControlError(f"Run {run_id} was forgotten meanwhile; nothing was sent.")
+            raise ControlError(f"{not_active(run)} Nothing was sent.")
         return store.add_command(conn, run_id, kind, argument, now, chat_id=chat_id)
+
+
+def not_active(run: Any) -> str:
+    """Why a command to this ended or lost run is refused, in a sentence."""
+    if run.state == "lost":
+        return (
+            f"Run {run.id} ({run.name}) is lost: nothing heard from it since "
+            f"{run.ended_at:%Y-%m-%d %H:%M} UTC, so no one would read the command. "
+            f"/forget {run.id} removes it."
+        )
+    return f"Run {run.id} ({run.name}) has already {run.state}."
+
+
+def forget(engine: Engine, ref: str) -> Any:
+    """Delete the run `ref` names with all it stored; a run still reporting is refused."""
+    with engine.begin() as conn:
+        run = bookkeeping.find_run(conn, ref)
+        if run is None:
+            raise ControlError(f"There is no run {ref!r}. /runs lists them.")
+        if run.state == "running":
+            raise ControlError(
+                f"Run {run.id} ({run.name}) is still reporting; /stop it first, or wait for it "
+                "to end."
+            )
+        store.forget_run(conn, run.id)
+    return run
 
 
 def custom_name(text: str) -> str:

@@ -6,6 +6,7 @@ Trainer(model, args, train_dataset=ds, callbacks=[StewardCallback(name="bert-ft"
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -27,6 +28,42 @@ def _shared(commands: list[Command], global_step: int, every: int) -> list[Comma
     box = [commands]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def changed_arguments(args: Any) -> dict[str, Any]:
+    """The TrainingArguments that differ from their declared defaults: of over a hundred, the
+    few that describe this run. (A second instance to compare with would reset the
+    accelerator's process state in the middle of training.)"""
+    shown = args.to_sanitized_dict()
+    out = {}
+    for f in dataclasses.fields(args):
+        if f.name not in shown:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if not _same(getattr(args, f.name), default):
+            out[f.name] = shown[f.name]
+    return out
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Equal, or equal once __post_init__'s conversions are undone (an enum for its string, a
+    config object or False for an absent one, an empty list for None)."""
+    value = getattr(value, "value", value)
+    default = getattr(default, "value", default)
+    if value == default or (value in ([], "") and default in ([], "")):
+        return True
+    if default is None or default == "none":
+        return value in ([], {}, "", None, False) or dataclasses.is_dataclass(value)
+    return False
+
+
+class TrainingAborted(RuntimeError):
+    """A train() that ended without completing (its exception was caught by the script)."""
 
 
 class StewardCallback(TrainerCallback):
@@ -53,13 +90,20 @@ class StewardCallback(TrainerCallback):
         self.on_command = on_command
         self.sync_every = max(1, sync_every)
         self._held: list[Command] = []
+        self._watched: Any = None
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if self._owned and self.run is not None:
+            # The last train() with this callback never reached on_train_end: it raised, and
+            # the script caught the exception and went on.
+            self.run.close(error=TrainingAborted("the previous train() ended without completing"))
+            self.run = None
         if self.run is None:
-            config = self._config if self._config is not None else args.to_sanitized_dict()
+            config = self._config if self._config is not None else changed_arguments(args)
             self.run = Run(
                 self._name or args.run_name or "hf-trainer", config, database_url=self._url
             )
+        self._watch_forward(kwargs.get("model"))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         values = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
@@ -72,6 +116,7 @@ class StewardCallback(TrainerCallback):
             self.run.log(step=state.global_step, **values)
 
     def on_step_end(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        self.run.progress(state.global_step, state.max_steps or None, "training", unit="steps")
         self._held += self.run.commands()
         commands = _shared(self._held, state.global_step, self.sync_every)
         if commands is self._held or commands:
@@ -96,7 +141,40 @@ class StewardCallback(TrainerCallback):
                 self.run.ack(cmd, False, f"unknown command {cmd.kind!r}")
         return control
 
+    def _watch_forward(self, model: Any) -> None:
+        """Wrap the model's forward so that an exception in it ends a run this callback started
+        as crashed even when the script catches it around `train()` (no hook is called then)."""
+        if model is None or "forward" in vars(model):
+            return
+        original, callback = model.forward, self
+
+        def forward(*args, **kwargs):
+            try:
+                return original(*args, **kwargs)
+            except BaseException as exc:
+                callback._crashed(exc)
+                raise
+
+        model.forward = forward
+        self._watched = model
+
+    def _unwatch_forward(self) -> None:
+        model, self._watched = self._watched, None
+        if model is not None:
+            vars(model).pop("forward", None)
+
+    def _crashed(self, exc: BaseException) -> None:
+        self._unwatch_forward()
+        if self.run is None:
+            return
+        if self._owned:
+            self.run.close(error=exc)
+            self.run = None
+        else:  # the script owns the run and decides how it ends; it hears what happened
+            self.run.event(f"training failed: {type(exc).__name__}: {exc}", level="error")
+
     def on_train_end(self, args, state, control, **kwargs):
+        self._unwatch_forward()
         if self._owned and self.run is not None:
             self.run.close()
             self.run = None

@@ -19,6 +19,7 @@ claims it (bookkeeping.py), so neither a restart nor a second worker says anythi
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import logging
 from typing import Any
@@ -32,8 +33,9 @@ from steward.training import bookkeeping, charts, health, messages, store
 log = logging.getLogger("steward.training")
 WATCH_EVERY = dt.timedelta(seconds=5)
 SPIKE_QUIET = dt.timedelta(minutes=30)
-ENDED = ("finished", "stopped", "crashed")
+ENDED = ("finished", "stopped", "crashed", "lost")
 NEVER_READ = "the run ended before it read this command"
+NEVER_READ_LOST = "the run was lost before it read this command"
 
 
 class Watcher:
@@ -45,6 +47,7 @@ class Watcher:
         self.tz = settings.tz
         self.update_every = dt.timedelta(seconds=settings.training_update_every)
         self.stall_after = dt.timedelta(seconds=settings.training_stall_after)
+        self.lost_after = dt.timedelta(seconds=settings.training_lost_after)
         # The client's thread reaching the store this recently means its process is alive.
         self.alive_within = min(self.stall_after / 2, dt.timedelta(seconds=60))
 
@@ -73,9 +76,13 @@ class Watcher:
             for run in store.overdue_runs(conn, now, self.stall_after):
                 if store.mark_stalled(conn, run.id, run.last_heartbeat_at):
                     log.warning("training run %d (%s) stalled", run.id, run.name)
+        with self.engine.begin() as conn:
+            for run_id in store.mark_lost(conn, now, self.lost_after):
+                log.warning("training run %d is lost: silent for %s", run_id, self.lost_after)
 
     def _watch_run(self, run_id: int, now: dt.datetime) -> int:
-        said = self._check_health(self._read(run_id))
+        said = self._send_alerts(self._read(run_id))
+        said += self._check_health(self._read(run_id))
         said += self._live(self._read(run_id), now)
         run = self._read(run_id)
         if run.state != run.notified_state:
@@ -113,8 +120,9 @@ class Watcher:
     # -- 3. NaN and spikes -------------------------------------------------------------------
 
     def _check_health(self, run: Any) -> int:
+        rules = _rules(run)
         with self.engine.connect() as conn:
-            rows, cursor = bookkeeping.unchecked_losses(conn, run)
+            rows, cursor = bookkeeping.unchecked_losses(conn, run, [r.metric for r in rules])
             if cursor is None:
                 return 0
             history = {
@@ -123,9 +131,11 @@ class Watcher:
                 )
                 for name in {r.name for r in rows}
             }
-        findings = health.scan(history, [(r.name, r.step, r.value) for r in rows])
+        points = [(r.name, r.step, r.value) for r in rows]
         notes = dict(run.health or {})
-        alerts = [f for f in findings if _first_time(notes, f, self.clock())]
+        ruled = health.check_rules(rules, copy.deepcopy(history), points, notes)
+        findings = health.scan(history, points)
+        alerts = [f for f in findings if _first_time(notes, f, self.clock())] + ruled
         with self.engine.begin() as conn:
             if not bookkeeping.advance_check(conn, run, cursor, notes):
                 return 0
@@ -135,6 +145,23 @@ class Watcher:
                 self.outbox.notify_in(conn, text, key=key, urgent=finding.kind == "nan")
                 log.warning("training run %d: %s in %s", run.id, finding.kind, finding.metric)
         return len(alerts)
+
+    def _send_alerts(self, run: Any) -> int:
+        """The script's own run.alert() messages, each once (a cursor kept in run.health)."""
+        notes = dict(run.health or {})
+        with self.engine.connect() as conn:
+            rows = store.alerts_after(conn, run.id, notes.get("alert_event", 0))
+        if not rows:
+            return 0
+        notes["alert_event"] = rows[-1].id
+        with self.engine.begin() as conn:
+            bookkeeping.save_health(conn, run, notes)
+            for row in rows:
+                level = row.level.partition(":")[2]
+                text = messages.render_alert(run, level, row.message)
+                key = f"training:{run.id}:alert:{row.id}"
+                self.outbox.notify_in(conn, text, key=key, urgent=level == "error")
+        return len(rows)
 
     # -- 4. changes of state -----------------------------------------------------------------
 
@@ -149,7 +176,7 @@ class Watcher:
             alive = run.last_seen_at is not None and now - run.last_seen_at < self.alive_within
             text = messages.render_stalled(run, now, alive)
             outgoing.append(dict(text=text, key=key, urgent=True))
-        elif run.notified_state == "stalled":  # running again
+        elif run.notified_state in ("stalled", "lost"):  # running again
             since = notes.pop("silent_since", None)
             silent = run.last_heartbeat_at - dt.datetime.fromisoformat(since) if since else None
             key = f"{notes.get('stall_key', f'training:{run.id}')}:back"
@@ -169,7 +196,7 @@ class Watcher:
         }
         caption = messages.render_final(run, latest, bests, self.tz)
         photo = self._chart(run)
-        urgent = run.state == "crashed"
+        urgent = run.state in ("crashed", "lost")
         end = dict(key=f"training:{run.id}:end", urgent=urgent)
         if photo is not None:
             end.update(photo=photo, caption=caption)
@@ -212,7 +239,8 @@ class Watcher:
         said = 0
         for cmd in bookkeeping.unanswered_commands(conn, run.id):
             if bookkeeping.claim_report(conn, cmd.id, now):
-                text = messages.render_outcome(run.name, run.id, cmd.kind, False, NEVER_READ)
+                why = NEVER_READ_LOST if run.state == "lost" else NEVER_READ
+                text = messages.render_outcome(run.name, run.id, cmd.kind, False, why)
                 chat = cmd.chat_id or None
                 self.outbox.notify_in(conn, text, chat_id=chat, key=f"training:cmd:{cmd.id}")
                 said += 1
@@ -256,6 +284,14 @@ class Watcher:
         return [line]
 
 
+def _rules(run: Any) -> list[health.Rule]:
+    try:
+        return health.parse_rules(run.alerts)
+    except ValueError:  # the client refuses bad rules; a hand-edited row must not stop the watch
+        log.warning("training run %d has an unreadable alert rule: %r", run.id, run.alerts)
+        return []
+
+
 def live_key(run_id: int) -> str:
     return f"training:{run_id}:live"
 
@@ -285,7 +321,8 @@ def build_feature(services: Services) -> Feature:
     watcher = Watcher(services)
     summary = (
         f"watching runs in the store every {human(WATCH_EVERY)}: progress edits every "
-        f"{human(watcher.update_every)}, stalled after {human(watcher.stall_after)} of silence"
+        f"{human(watcher.update_every)}, stalled after {human(watcher.stall_after)} of silence, "
+        f"lost after {human(watcher.lost_after)}"
     )
     # Always on: runs report through the store from any machine, whatever else is configured.
     return Feature(

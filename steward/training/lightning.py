@@ -15,8 +15,16 @@ from steward.training._callbacks import CustomHandler, checkpoint_path, run_cust
 from steward.training.client import Command, Run
 
 
+def _logged_now(trainer: pl.Trainer) -> dict[str, Any]:
+    """The epoch values the running loop (training or validation) logged, as Lightning will
+    hand them to its loggers; trainer.callback_metrics mixes in the other loop's older values."""
+    results = trainer._results
+    return dict(results.metrics(False)["callback"]) if results is not None else {}
+
+
 class StewardCallback(pl.Callback):
-    """Logs trainer.callback_metrics after each training and validation epoch.
+    """Logs each validation's and each training epoch's values at the step they belong to, the
+    learning rate, and batch progress (a heartbeat with an ETA) during the epoch.
 
     Commands are read on rank 0 and broadcast, so every process applies the same learning rate
     and saves together; stop is agreed through the strategy's boolean reduction.
@@ -37,7 +45,6 @@ class StewardCallback(pl.Callback):
         self._name, self._config, self._url = name, config, database_url
         self.checkpoint_dir = checkpoint_dir
         self.on_command = on_command
-        self._logged: tuple[int, set[str]] = (-1, set())
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.run is None and stage == "fit":
@@ -45,12 +52,26 @@ class StewardCallback(pl.Callback):
             name = self._name or type(pl_module).__name__
             self.run = Run(name, config, database_url=self._url)
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # A heartbeat and the ETA within the epoch: memory only, so it is cheap every batch.
+        total = trainer.num_training_batches
+        total = total if isinstance(total, int) else None  # inf for an iterable dataset
+        desc = f"epoch {trainer.current_epoch + 1}"
+        self.run.progress(batch_idx + 1, total, desc, unit="batches")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Only what this validation logged: callback_metrics also holds the training values of
+        # the previous epoch until the current training epoch ends.
         if not trainer.sanity_checking:
-            self._log(trainer)
+            self._log(trainer, _logged_now(trainer))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log(trainer)
+        # Called before the epoch's values reach callback_metrics: read them from the results.
+        values = _logged_now(trainer)
+        for i, optimizer in enumerate(trainer.optimizers):
+            name = "learning_rate" if i == 0 else f"learning_rate/{i}"
+            values.setdefault(name, optimizer.param_groups[0]["lr"])
+        self._log(trainer, values)
         self._handle_commands(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
@@ -62,15 +83,9 @@ class StewardCallback(pl.Callback):
             self.run.close()
             self.run = None
 
-    def _log(self, trainer: pl.Trainer) -> None:
-        # Validation metrics stay in callback_metrics until the epoch ends: log each name once
-        # per step, whichever hook sees it first.
-        step = trainer.global_step
-        seen = self._logged[1] if self._logged[0] == step else set()
-        fresh = {k: v for k, v in trainer.callback_metrics.items() if k not in seen}
-        if fresh:
-            self.run.log(step=step, **fresh)
-        self._logged = (step, seen | set(fresh))
+    def _log(self, trainer: pl.Trainer, values: dict[str, Any]) -> None:
+        if values:
+            self.run.log(step=trainer.global_step, **values)
 
     def _handle_commands(self, trainer: pl.Trainer) -> None:
         local = self.run.commands() if self.run.active else []

@@ -15,9 +15,17 @@ from typing import Any
 
 from steward.telegram.formatting import esc
 from steward.timeutil import human, local
+from steward.training import system
 from steward.training.health import Best, Finding
 
-ICONS = {"running": "▶️", "stalled": "⚠️", "finished": "✅", "stopped": "⏹", "crashed": "💥"}
+ICONS = {
+    "running": "▶️",
+    "stalled": "⚠️",
+    "finished": "✅",
+    "stopped": "⏹",
+    "crashed": "💥",
+    "lost": "❓",
+}
 CONFIG_SHOWN = 8  # config entries in the live message (the rest in /run)
 METRICS_SHOWN = 8
 COMMAND_CHARS = 300
@@ -57,10 +65,16 @@ def _command(run: Any) -> str:
     return f"<code>{esc(text)}</code>"
 
 
+def unit(run: Any) -> str:
+    """What the run's steps count: "epoch" for a Keras run, else "step"."""
+    return getattr(run, "step_unit", None) or "step"
+
+
 def metric_lines(
     latest: Mapping[str, tuple[int, float]],
     bests: Mapping[str, Best] | None = None,
     limit: int = METRICS_SHOWN,
+    step_unit: str = "step",
 ) -> list[str]:
     """`loss 0.213 (best 0.201 at step 40)` per metric, losses first."""
     names = sorted(latest, key=lambda n: ("loss" not in n.lower(), n))
@@ -69,8 +83,9 @@ def metric_lines(
         step, value = latest[name]
         line = f"{esc(name)} <b>{esc(number(value))}</b>"
         best = (bests or {}).get(name)
-        if best is not None and best.step != step:
-            line += f" (best {esc(number(best.value))} at step {best.step})"
+        # Only when the latest value is not itself (as good as) the best.
+        if best is not None and best.step != step and best.value != value:
+            line += f" (best {esc(number(best.value))} at {esc(step_unit)} {best.step})"
         lines.append(line)
     if len(names) > limit:
         lines.append(f"…and {len(names) - limit} more (see /run)")
@@ -81,11 +96,14 @@ def _progress(progress: Mapping[str, Any] | None) -> str | None:
     if not progress or progress.get("n") is None:
         return None
     desc = f"{esc(progress['desc'])}: " if progress.get("desc") else ""
+    unit = f" {esc(progress['unit'])}" if progress.get("unit") else ""
     total = progress.get("total")
-    if total:
-        pct = 100 * progress["n"] / total
-        return f"{desc}{progress['n']}/{total} ({pct:.0f}%)"
-    return f"{desc}{progress['n']}"
+    if not total:
+        return f"{desc}{progress['n']:,}{unit}"
+    line = f"{desc}{progress['n']:,}/{total:,}{unit}"
+    if progress.get("eta") is not None:
+        return f"{line}, ETA {human(dt.timedelta(seconds=float(progress['eta'])))}"
+    return f"{line} ({100 * progress['n'] / total:.0f}%)"
 
 
 def render_live(
@@ -105,11 +123,13 @@ def render_live(
     lines.append(f"started {esc(local(run.started_at, tz))}, {esc(human(end - run.started_at))}")
     steps = [s for s, _ in latest.values()]
     if steps:
-        lines.append(f"step {max(steps)}")
+        lines.append(f"{esc(unit(run))} {max(steps)}")
     progress = _progress(run.progress)
     if progress and run.ended_at is None:
         lines.append(progress)
-    lines += metric_lines(latest)
+    lines += metric_lines(latest, step_unit=unit(run))
+    if machine := _machine(run):
+        lines.append(machine)
     if run.ended_at is None:
         lines.append(f"<i>updated {esc(local(now, tz))}</i>")
     return "\n".join(lines)
@@ -122,10 +142,18 @@ def render_stalled(run: Any, now: dt.datetime, alive: bool) -> str:
         why = "the process is alive but its training loop has stopped reporting: stuck?"
     else:
         why = "stalled or killed?"
-    return (
+    text = (
         f"⚠️ {title(run)}: no sign of life for {esc(silent)} on <b>{esc(run.host)}</b> "
         f"(pid {run.pid}): {why}"
     )
+    machine = _machine(run)
+    return f"{text}\nlast seen: {machine}" if machine else text
+
+
+def _machine(run: Any) -> str | None:
+    """The machine's latest sample as one line (escaped), when the client sent one."""
+    described = system.describe(getattr(run, "system", None))
+    return esc(described) if described else None
 
 
 def render_back(run: Any, silent_for: dt.timedelta | None) -> str:
@@ -133,15 +161,35 @@ def render_back(run: Any, silent_for: dt.timedelta | None) -> str:
     return f"▶️ {title(run)} is reporting again{after}."
 
 
+ALERT_ICONS = {"info": "💬", "warning": "⚠️", "error": "🚨"}
+
+
+def render_alert(run: Any, level: str, text: str) -> str:
+    """A message the training script sent with run.alert()."""
+    return f"{ALERT_ICONS.get(level, '💬')} {title(run)}: {esc(text)}"
+
+
 def render_finding(run: Any, finding: Finding) -> str:
     metric = f"<b>{esc(finding.metric)}</b>"
+    at = f"at {unit(run)} {finding.step}"
+    if finding.kind in ("below", "above"):
+        return (
+            f"🔔 {title(run)}: {metric} is {esc(number(finding.value))} {at}, {finding.kind} "
+            f"{esc(number(finding.median))} (your alert: {esc(finding.rule or '')})."
+        )
+    if finding.kind == "plateau":
+        return (
+            f"🔔 {title(run)}: {metric} is {esc(number(finding.value))} {at}, no better than "
+            f"its best {esc(number(finding.median))} (your alert: {esc(finding.rule or '')})."
+        )
     if finding.kind == "nan":
         return (
-            f"💥 {title(run)}: {metric} is {esc(number(finding.value))} at step {finding.step}. "
+            f"💥 {title(run)}: {metric} is {esc(number(finding.value))} at {unit(run)} "
+            f"{finding.step}. "
             "The run has probably diverged; /stop or /setlr it."
         )
     return (
-        f"📈 {title(run)}: {metric} jumped to {esc(number(finding.value))} at step "
+        f"📈 {title(run)}: {metric} jumped to {esc(number(finding.value))} at {unit(run)} "
         f"{finding.step}, against a recent median of {esc(number(finding.median))}."
     )
 
@@ -154,14 +202,24 @@ def render_final(
 ) -> str:
     """The final report (a photo caption: the outbox sends what does not fit as text)."""
     took = human((run.ended_at or run.last_heartbeat_at) - run.started_at)
-    verb = {"finished": "finished", "stopped": "was stopped", "crashed": "crashed"}[run.state]
-    lines = [f"{ICONS[run.state]} {title(run)} {verb} after {esc(took)} on {esc(run.host)}"]
+    if run.state == "lost":
+        lines = [
+            f"{ICONS['lost']} {title(run)} is lost: not a word from pid {run.pid} on "
+            f"{esc(run.host)} since {esc(local(run.ended_at, tz))}, after {esc(took)} of "
+            f"training (killed, or the machine is gone?). Commands to it are refused; "
+            f"/forget {run.id} removes it."
+        ]
+    else:
+        verb = {"finished": "finished", "stopped": "was stopped", "crashed": "crashed"}[run.state]
+        lines = [f"{ICONS[run.state]} {title(run)} {verb} after {esc(took)} on {esc(run.host)}"]
     steps = [s for s, _ in latest.values()]
     if steps:
-        lines.append(f"{max(steps)} steps")
+        lines.append(f"{max(steps)} {esc(unit(run))}s")
     if run.state == "crashed":
         lines.append(f"<b>{esc(run.error_type or 'error')}</b>: {esc(run.error_message or '')}")
-    lines += metric_lines(latest, bests)
+    lines += metric_lines(latest, bests, step_unit=unit(run))
+    if run.state in ("crashed", "lost") and (machine := _machine(run)):
+        lines.append(f"{'at the end' if run.state == 'crashed' else 'last seen'}: {machine}")
     if run.state == "crashed" and run.traceback_tail:
         lines.append(f"<pre>{esc(run.traceback_tail)}</pre>")
     return "\n".join(lines)
@@ -176,12 +234,18 @@ def render_outcome(run_name: str, run_id: int, kind: str, ok: bool | None, messa
     return f"✋ {head} not applied: {esc(message or 'no reason given')}"
 
 
-def render_runs(rows: Sequence[Any], latest: Mapping[int, Mapping[str, tuple[int, float]]]):
+def render_runs(
+    rows: Sequence[Any],
+    latest: Mapping[int, Mapping[str, tuple[int, float]]],
+    tag: str | None = None,
+) -> str:
+    if not rows and tag is not None:
+        return f"No run is tagged <code>{esc(tag)}</code>. Tag runs with Run(..., tags=[...])."
     if not rows:
         return (
             "No training runs yet. Add <code>from steward.training import Run</code> to a script."
         )
-    lines = ["<b>Training runs</b>"]
+    lines = [f"<b>Training runs tagged {esc(tag)}</b>" if tag else "<b>Training runs</b>"]
     for run in rows:
         metrics = latest.get(run.id, {})
         shown = ", ".join(
@@ -189,6 +253,7 @@ def render_runs(rows: Sequence[Any], latest: Mapping[int, Mapping[str, tuple[int
         )
         lines.append(
             f"{ICONS.get(run.state, '•')} {run.id} <b>{esc(run.name)}</b> {esc(run.state)}"
+            + "".join(f" #{esc(t)}" for t in (getattr(run, "tags", None) or []))
             + (f" · {shown}" if shown else "")
         )
     lines.append("/run &lt;id&gt; for details, /plot &lt;id&gt; for a chart")
@@ -226,7 +291,9 @@ def render_run(
         lines.append(progress)
     if run.state == "crashed":
         lines.append(f"<b>{esc(run.error_type or 'error')}</b>: {esc(run.error_message or '')}")
-    lines += metric_lines(latest, bests, limit=30)
+    lines += metric_lines(latest, bests, limit=30, step_unit=unit(run))
+    if machine := _machine(run):
+        lines.append(machine)
     if pending:
         kinds = ", ".join(esc(c.kind) for c in pending)
         lines.append(f"waiting for the run to read: {kinds}")

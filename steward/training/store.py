@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from steward.db import UTCDateTime, metadata
 
-STATES = ("running", "finished", "crashed", "stalled", "stopped")
+# "lost": nothing heard from the process for TRAINING_LOST_AFTER (killed, machine gone).
+STATES = ("running", "finished", "crashed", "stalled", "stopped", "lost")
 ACTIVE = ("running", "stalled")
 COMMAND_KINDS = ("stop", "set_lr", "save", "custom")
 
@@ -54,6 +55,13 @@ runs = sa.Table(
     # (stall message key, metrics already alerted) so that nothing is said twice.
     sa.Column("checked_metric_id", sa.Integer, nullable=True),
     sa.Column("health", sa.JSON, nullable=True),
+    # What a step counts ("epoch" for Keras; None: steps), the run's tags for /runs <tag>, and
+    # its metric alert rules as given to Run(alerts=...), checked by the watcher.
+    sa.Column("step_unit", sa.String(16), nullable=True),
+    sa.Column("tags", sa.JSON, nullable=True),
+    sa.Column("alerts", sa.JSON, nullable=True),
+    # The machine's latest sample (system.py): host RAM, the process's memory, GPUs.
+    sa.Column("system", sa.JSON, nullable=True),
 )
 
 # NaN is kept as NULL: SQLite turns NaN into NULL anyway, so both backends read it back the same.
@@ -124,8 +132,12 @@ def register_run(
     command: str,
     config: dict[str, Any] | None,
     started_at: dt.datetime,
+    **extra: Any,
 ) -> int:
+    """`extra`: step_unit, tags, alerts; only those given are written, so that a plain run can
+    still register in a store the worker has not migrated yet."""
     values = dict(name=name[:200], host=host[:200], pid=pid, command=command, config=config)
+    values.update({k: v for k, v in extra.items() if v is not None})
     values.update(state="running", started_at=started_at, last_heartbeat_at=started_at)
     return conn.execute(runs.insert().values(**values).returning(runs.c.id)).scalar_one()
 
@@ -150,14 +162,16 @@ def add_events(conn: Connection, run_id: int, events: Sequence[tuple[dt.datetime
 def touch_run(conn: Connection, run_id: int, *, seen_at: dt.datetime, **values: Any) -> None:
     """Record that the client is alive (plus heartbeat, progress, expect_until when given).
 
-    A stalled run that reports again is running again; an ended run stays ended.
+    A stalled or lost run whose loop reports again is running again; an ended run stays ended.
     """
     values = {k: v for k, v in values.items() if v is not None}
     stmt = runs.update().where(runs.c.id == run_id).values(last_seen_at=seen_at, **values)
     if "last_heartbeat_at" in values:
         # Only the loop reporting again revives a stalled run, not the thread being alive.
+        revived = runs.c.state.in_(("stalled", "lost"))
         stmt = stmt.values(
-            state=sa.case((runs.c.state == "stalled", "running"), else_=runs.c.state)
+            state=sa.case((revived, "running"), else_=runs.c.state),
+            ended_at=sa.case((revived, None), else_=runs.c.ended_at),
         )
     conn.execute(stmt)
 
@@ -219,8 +233,16 @@ def get_run(conn: Connection, run_id: int) -> sa.Row | None:
     return conn.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
 
 
-def recent_runs(conn: Connection, limit: int = 10) -> list[sa.Row]:
-    return conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
+TAG_SCAN = 1000  # runs looked through for a tag (JSON containment differs per backend)
+
+
+def recent_runs(conn: Connection, limit: int = 10, tag: str | None = None) -> list[sa.Row]:
+    """The newest runs, or the newest runs tagged `tag`."""
+    if tag is None:
+        return conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
+    stmt = sa.select(runs).where(runs.c.tags.is_not(None)).order_by(runs.c.id.desc())
+    tagged = [r for r in conn.execute(stmt.limit(TAG_SCAN)) if tag in (r.tags or [])]
+    return tagged[:limit]
 
 
 def runs_in(conn: Connection, states: Iterable[str]) -> list[sa.Row]:
@@ -250,6 +272,32 @@ def mark_stalled(conn: Connection, run_id: int, heartbeat: dt.datetime) -> bool:
         .values(state="stalled")
     )
     return conn.execute(stmt).rowcount == 1
+
+
+def mark_lost(conn: Connection, now: dt.datetime, lost_after: dt.timedelta) -> list[int]:
+    """Active runs whose loop and client thread have both been silent for `lost_after`: lost,
+    ended at the last moment anything was heard from them."""
+    cutoff = now - lost_after
+    silent = sa.and_(
+        runs.c.state.in_(ACTIVE),
+        runs.c.last_heartbeat_at < cutoff,
+        sa.or_(runs.c.last_seen_at.is_(None), runs.c.last_seen_at < cutoff),
+    )
+    found = conn.execute(sa.select(runs).where(silent)).all()
+    lost = []
+    for run in found:
+        heard = max(run.last_heartbeat_at, run.last_seen_at or run.last_heartbeat_at)
+        stmt = runs.update().where(runs.c.id == run.id, silent).values(state="lost", ended_at=heard)
+        if conn.execute(stmt).rowcount == 1:
+            lost.append(run.id)
+    return lost
+
+
+def forget_run(conn: Connection, run_id: int) -> None:
+    """Delete a run with its metrics, events and commands."""
+    for table in (metrics, run_events, run_commands):
+        conn.execute(table.delete().where(table.c.run_id == run_id))
+    conn.execute(runs.delete().where(runs.c.id == run_id))
 
 
 def metric_names(conn: Connection, run_id: int) -> list[str]:
@@ -291,6 +339,16 @@ def latest_metrics(conn: Connection, run_id: int) -> dict[str, tuple[int, float]
         n: (s, math.nan if v is None else v)
         for n, s, v in conn.execute(stmt.order_by(metrics.c.name))
     }
+
+
+def alerts_after(conn: Connection, run_id: int, after: int) -> list[sa.Row]:
+    """The run's run.alert() messages after event id `after`, oldest first."""
+    stmt = sa.select(run_events).where(
+        run_events.c.run_id == run_id,
+        run_events.c.id > after,
+        run_events.c.level.startswith("alert:"),
+    )
+    return conn.execute(stmt.order_by(run_events.c.id).limit(50)).all()
 
 
 def recent_events(conn: Connection, run_id: int, limit: int = 5) -> list[sa.Row]:

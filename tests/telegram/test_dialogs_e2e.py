@@ -82,7 +82,9 @@ def said(fake: FakeTelegram, contains: str, timeout: float = 30, since: int = 0)
 
 
 def times_said(fake: FakeTelegram, contains: str) -> int:
-    return sum(contains in text for text in texts(fake))
+    """How often a message holding `contains` was sent (taking its buttons off is no resend)."""
+    sent = [m for m in fake.messages(OWNER) if not m["method"].startswith("edit")]
+    return sum(contains in m["text"] for m in sent)
 
 
 def keyboard(message: dict) -> list[list[dict]]:

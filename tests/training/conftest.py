@@ -12,6 +12,7 @@ import pytest
 
 from steward import db
 from steward.training import store
+from tests.training.world import world  # noqa: F401  (the watcher tests' fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 

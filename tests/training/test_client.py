@@ -234,23 +234,58 @@ def test_an_uncaught_exception_in_a_training_process_is_recorded(url, engine, sc
     assert len(rows(engine, store.metrics, run_id=row.id)) == 1
 
 
-def test_an_uncaught_exception_in_another_thread_is_recorded(url, engine, script):
+def test_a_failing_side_thread_is_an_event_and_the_run_goes_on(url, engine, script):
     proc = script(
         f"""
         import threading
         from steward.training import Run
-        run = Run("loader crash", database_url={url!r})
-        def load():
-            raise OSError("shard 7 is unreadable")
-        t = threading.Thread(target=load)
+        run = Run("uploader crash", database_url={url!r})
+        def upload():
+            raise OSError("bucket is unreachable")
+        t = threading.Thread(target=upload, name="uploader")
         t.start()
         t.join()
+        for step in range(50):
+            run.log(step=step, loss=1.0)
         """
     )
     _, err = proc.communicate(timeout=60)
-    assert "shard 7 is unreadable" in err
+    assert proc.returncode == 0 and "bucket is unreachable" in err
     (row,) = rows(engine, store.runs)
-    assert row.state == "crashed" and row.error_type == "OSError"
+    assert row.state == "finished" and len(rows(engine, store.metrics)) == 50
+    (event,) = rows(engine, store.run_events, run_id=row.id)
+    assert event.level == "error" and "'uploader' failed: OSError: bucket" in event.message
+
+
+def test_sys_exit_0_inside_a_run_block_finishes_the_run(url, engine, script):
+    proc = script(
+        f"""
+        import sys
+        from steward.training import Run
+        with Run("early exit", database_url={url!r}) as run:
+            run.log(step=1, loss=1.0)
+            sys.exit(0)
+        """
+    )
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    (row,) = rows(engine, store.runs)
+    assert row.state == "finished" and row.traceback_tail is None
+
+
+def test_sys_exit_with_a_failure_status_inside_a_run_block_is_a_crash(url, engine, script):
+    proc = script(
+        f"""
+        import sys
+        from steward.training import Run
+        with Run("bad exit", database_url={url!r}):
+            sys.exit(3)
+        """
+    )
+    proc.communicate(timeout=60)
+    assert proc.returncode == 3
+    (row,) = rows(engine, store.runs)
+    assert row.state == "crashed" and row.error_type == "SystemExit"
 
 
 def test_a_script_that_simply_ends_finishes_its_run(url, engine, script):
@@ -343,3 +378,11 @@ def test_importing_the_client_loads_no_ml_framework(script):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.strip() == "[]"
+
+
+def test_a_crash_report_carries_no_terminal_colour_codes(url, engine):
+    with pytest.raises(ValueError), Run("colourful", database_url=url) as run:
+        raise ValueError("\x1b[1mInvalid shape\x1b[0m: expected \x1b[31m(4,)\x1b[0m")
+    row = the_run(engine, run.id)
+    assert row.error_message == "Invalid shape: expected (4,)"
+    assert "\x1b" not in row.traceback_tail and "Invalid shape: expected (4,)" in row.traceback_tail

@@ -195,3 +195,33 @@ async def test_with_several_active_runs_a_command_must_name_one(chat):
     assert answer["text"] == "Several runs are active; name one: 1 (a), 2 (b)."
     first.close()
     second.close()
+
+
+async def test_runs_with_a_tag_lists_only_the_runs_tagged_so(chat):
+    tagged = Run("sweep-a", database_url=chat.url, tags=["sweep3", "lr"])
+    other = Run("baseline", database_url=chat.url)
+    tagged.close()
+    other.close()
+    (reply,) = await chat.call("/runs sweep3")
+    lines = reply["text"].splitlines()
+    assert lines == [
+        "Training runs tagged sweep3",
+        "✅ 1 sweep-a finished #lr #sweep3",
+        "/run <id> for details, /plot <id> for a chart",
+    ]
+    (none,) = await chat.call("/runs nothing")
+    assert none["text"].startswith("No run is tagged nothing.")
+
+
+async def test_compare_draws_two_runs_on_one_chart_or_says_what_is_missing(chat):
+    first, second = start_run(chat.url, "a"), start_run(chat.url, "b", steps=3)
+    (photo,) = await chat.call("/compare 1 2")
+    assert photo["method"] == "sendPhoto" and photo["caption"] == "loss of runs 1, 2"
+    (acc,) = await chat.call("/compare 1 2 accuracy")
+    assert acc["caption"] == "accuracy of runs 1, 2"
+    (wrong,) = await chat.call("/compare 1 2 perplexity")
+    assert wrong["text"] == "Run 1, 2 has no metric 'perplexity'."
+    (usage,) = await chat.call("/compare 1")
+    assert usage["text"].startswith("Usage: /compare <run> <run>")
+    first.close()
+    second.close()

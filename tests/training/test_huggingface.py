@@ -104,5 +104,39 @@ def test_the_callback_can_start_and_finish_its_own_run(url, engine, tmp_path):
     ).train()
     row = only_run(engine)
     assert row.name == "tiny-ft" and row.state == "finished"
-    assert row.config["max_steps"] == 4
+    # Only what differs from TrainingArguments' defaults, not its hundred-odd fields.
+    assert row.config["max_steps"] == 4 and row.config["run_name"] == "tiny-ft"
+    assert "per_device_train_batch_size" not in row.config and len(row.config) < 15
     assert series(engine, row.id)["loss"][0] == [2, 4]
+
+
+def test_a_crash_the_script_catches_around_train_is_recorded_as_a_crash(url, engine, tmp_path):
+    class Breaks(Tiny):
+        calls = 0
+
+        def forward(self, x, labels=None):
+            Breaks.calls += 1
+            if Breaks.calls == 3:
+                raise FloatingPointError("logits overflowed")
+            return super().forward(x, labels)
+
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=6,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    callback = StewardCallback(name="sweep trial", database_url=url)
+    trainer = transformers.Trainer(
+        model=Breaks(), args=args, train_dataset=Pairs(), callbacks=[callback]
+    )
+    with pytest.raises(FloatingPointError):
+        trainer.train()  # a sweep would catch this and go on to the next trial
+    row = only_run(engine)
+    assert row.state == "crashed" and row.error_type == "FloatingPointError"
+    assert "logits overflowed" in row.error_message
+    assert "forward" not in vars(trainer.model)  # the model is left as it was

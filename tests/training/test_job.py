@@ -2,70 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
+import signal
 import threading
 
 import pytest
-import sqlalchemy as sa
 
 from steward import db
-from steward.config import load_settings
 from steward.features import Services
-from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
-from steward.training import Run, store
-from steward.training.job import Watcher, build_feature, live_key
+from steward.training import bookkeeping, control, store
+from steward.training.control import ControlError
+from steward.training.job import build_feature, live_key
 from tests.training.helpers import send
-
-CHAT = "1001"
-UPDATE_EVERY, STALL_AFTER = 30, 300
-
-
-class Clock:
-    """Real time plus an offset the test moves: heartbeats come from the client's real clock."""
-
-    def __init__(self) -> None:
-        self.offset = dt.timedelta()
-
-    def __call__(self) -> dt.datetime:
-        return db.utcnow() + self.offset
-
-    def skip(self, seconds: float) -> None:
-        self.offset += dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def world(url, engine):
-    settings = load_settings(
-        {"TRAINING_UPDATE_EVERY": str(UPDATE_EVERY), "TRAINING_STALL_AFTER": str(STALL_AFTER)},
-        env_file=None,
-    )
-
-    class World:
-        clock = Clock()
-
-        def watcher(self) -> Watcher:
-            """A watcher as a worker process has one (a new one is a restart)."""
-            outbox = Outbox(engine, CHAT, clock=self.clock)
-            services = Services(settings=settings, engine=engine, outbox=outbox, clock=self.clock)
-            return Watcher(services)
-
-        def run(self, name: str = "resnet", **kw) -> Run:
-            return Run(name, {"lr": 0.1, "batch": 64}, database_url=url, **kw)
-
-        def rows(self):
-            with engine.connect() as conn:
-                query = sa.select(tg_store.outbox).order_by(tg_store.outbox.c.id)
-                return conn.execute(query).all()
-
-        def texts(self) -> list[str]:
-            return [r.text or r.caption for r in self.rows()]
-
-    w = World()
-    w.engine, w.settings, w.url = engine, settings, url
-    return w
+from tests.training.world import CHAT, LOST_AFTER, STALL_AFTER, UPDATE_EVERY
 
 
 def new_rows(world, before: int):
@@ -281,9 +232,76 @@ def test_status_lines_count_running_and_stalled_runs(world):
     feature = build_feature(watcher_services(world))
     assert feature.enabled and [j.name for j in feature.jobs] == ["training.watch"]
     names = [c.name for c in feature.commands]
-    assert names == ["runs", "run", "plot", "stop", "setlr", "save", "cmd"]
+    assert names == ["runs", "compare", "run", "plot", "stop", "setlr", "save", "cmd", "forget"]
 
 
 def watcher_services(world) -> Services:
     outbox = Outbox(world.engine, CHAT, clock=world.clock)
     return Services(settings=world.settings, engine=world.engine, outbox=outbox, clock=world.clock)
+
+
+def test_a_killed_run_is_marked_lost_once_and_commands_to_it_are_refused(world, script):
+    proc = script(
+        f"""
+        import time
+        from steward.training import Run
+        run = Run("killed", database_url={world.url!r})
+        run.log(step=1, loss=1.0)
+        run.flush()
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.01)
+        """
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    watcher, alive = world.watcher(), world.run("alive")
+    with world.engine.connect() as conn:
+        killed = bookkeeping.find_run(conn, "killed")
+    pending = send(world.engine, killed.id, "save", None)  # sent before anyone knew
+    watcher.watch_once()
+    world.clock.skip(LOST_AFTER + 1)
+    # The other run goes on reporting: at the skipped clock, its loop and thread have too.
+    with world.engine.begin() as conn:
+        now = world.clock()
+        conn.execute(
+            store.runs.update()
+            .where(store.runs.c.id == alive.id)
+            .values(last_seen_at=now, last_heartbeat_at=now)
+        )
+    watcher.watch_once()
+    watcher.watch_once()
+    lost = [r for r in world.rows() if r.key == f"training:{killed.id}:end"]
+    assert len(lost) == 1 and lost[0].urgent is True
+    assert "is lost" in (lost[0].text or lost[0].caption)
+    (answer,) = [r for r in world.rows() if r.key == f"training:cmd:{pending}"]
+    assert "the run was lost before it read this command" in answer.text
+    with world.engine.connect() as conn:
+        assert store.get_run(conn, killed.id).state == "lost"
+    with pytest.raises(ControlError, match=r"is lost: nothing heard from it since .* /forget"):
+        control.pick_run(world.engine, str(killed.id), active=True)
+    # Without an id, the one run still alive is meant: the lost one no longer makes it ambiguous.
+    assert control.pick_run(world.engine, None, active=True).id == alive.id
+    with pytest.raises(ControlError, match="still reporting"):
+        control.forget(world.engine, str(alive.id))
+    control.forget(world.engine, str(killed.id))
+    with world.engine.connect() as conn:
+        assert store.get_run(conn, killed.id) is None
+        assert store.series(conn, killed.id) == {}
+    alive.close()
+
+
+def test_a_crash_report_shows_the_machines_memory_at_the_end(world):
+    watcher = world.watcher()
+    with pytest.raises(MemoryError), world.run() as run:
+        run.log(step=1, loss=1.0)
+        run.flush()
+        watcher.watch_once()
+        raise MemoryError("CUDA out of memory")
+    watcher.watch_once()
+    (live,) = [r for r in world.rows() if r.key == live_key(run.id)]
+    assert "RAM " in live.text and "GiB (this process " in live.text
+    (end,) = [r for r in world.rows() if r.key == f"training:{run.id}:end"]
+    report = end.caption or end.text
+    assert "MemoryError" in report and "\nat the end: RAM " in report

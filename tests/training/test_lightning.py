@@ -118,3 +118,65 @@ def test_a_crash_inside_fit_is_recorded_by_the_callback_that_started_the_run(url
     row = only_run(engine)
     assert row.state == "crashed" and row.error_type == "FloatingPointError"
     assert row.config == {"lr": 0.1} and "loss exploded" in row.traceback_tail
+
+
+class Capture(pl.loggers.Logger):
+    """What Lightning hands its loggers: the values the store must hold."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: dict[str, list[float]] = {}
+
+    @property
+    def name(self):
+        return "capture"
+
+    @property
+    def version(self):
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        for key, value in metrics.items():
+            self.values.setdefault(key, []).append(float(value))
+
+
+class Peek(pl.Callback):
+    """Reads the run's row in the middle of each epoch."""
+
+    def __init__(self, engine, run):
+        self.engine, self.run, self.seen = engine, run, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 2:
+            self.run.flush()
+            self.seen.append(only_run(self.engine).progress)
+
+
+def test_it_stores_lightnings_own_values_at_the_step_they_belong_to(url, engine, tmp_path):
+    run = Run("lightning values", database_url=url)
+    capture, peek = Capture(), Peek(engine, run)
+    fit = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=capture,
+        log_every_n_steps=1,
+        callbacks=[StewardCallback(run), peek],
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+    )
+    fit.fit(Tiny(), loader(), loader())
+    run.close()
+    stored = series(engine, run.id)
+    assert stored["train_loss"][0] == [4, 8, 12]
+    assert stored["train_loss"][1] == pytest.approx(capture.values["train_loss"], rel=1e-6)
+    assert stored["val_loss"][0] == [4, 8, 12]
+    assert stored["val_loss"][1] == pytest.approx(capture.values["val_loss"], rel=1e-6)
+    assert stored["learning_rate"][1] == pytest.approx([0.1, 0.1, 0.1])
+    assert [p["desc"] for p in peek.seen] == ["epoch 1", "epoch 2", "epoch 3"]
+    assert all((p["n"], p["total"], p["unit"]) == (3, 4, "batches") for p in peek.seen)
