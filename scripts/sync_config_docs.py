@@ -1,6 +1,7 @@
 """Rewrite the config-var table in README.md, `.env.example` and app.json's `env` from Settings.
 
-Run after adding a variable to its feature's model in steward/config/: `python scripts/sync_config_docs.py`.
+Run after adding a variable to its feature's model in steward/config/:
+`python scripts/sync_config_docs.py`.
 tests/test_docs.py fails when the three drift from Settings.
 """
 

@@ -151,10 +151,7 @@ class TelegramSink:
                     exc.message,
                 )
                 words = dataclasses.replace(message, kind="text", photo=None)
-                try:
-                    return await self.deliver(words)
-                except Exception as again:
-                    raise _mapped(again) from again
+                return await self.deliver(words)  # deliver() maps its own errors
             if "can't parse entities" in text or "can't find end" in text:
                 log.error(
                     "outbox #%s to %s: Telegram could not parse the HTML (%s); sent as plain text",
