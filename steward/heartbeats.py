@@ -3,7 +3,8 @@ each job's last successful tick, and which workers are alive.
 
 - A claimed tick beats (`beat`) while it runs and is marked finished when it ends. A claim whose
   beats stopped before it finished belongs to a worker that died (SIGKILL, a lost dyno): another
-  worker takes it over (`take_over`) and runs the tick again, for every feature.
+  worker takes it over (`take_over`) and runs the tick again, for every feature, as long as it
+  is its job's newest claimed tick.
 - `job_heartbeats` keeps each job's interval and last successful tick; a job whose last good
   tick is more than two intervals old is late (`/status`, `python bot.py status`, and one urgent
   message to the owner per late spell).
@@ -97,12 +98,22 @@ def finished(
 def abandoned(
     engine: Engine, jobs: Iterable[str], now: dt.datetime
 ) -> list[tuple[str, dt.datetime]]:
-    """Claimed ticks of `jobs` that never finished and whose worker stopped beating."""
+    """Claimed ticks of `jobs` that never finished and whose worker stopped beating.
+
+    Only a job's newest claimed tick: once a later tick was claimed, the job has moved on, and
+    running an older one again would only redo (or undo) what the later tick did.
+    """
     c = claims.c
+    newer = claims.alias("newer")
     silent = sa.func.coalesce(c.heartbeat_at, c.claimed_at) < now - ABANDONED_AFTER
+    moved_on = (
+        sa.select(newer.c.job)
+        .where(newer.c.job == c.job, newer.c.scheduled_at > c.scheduled_at)
+        .exists()
+    )
     query = (
         sa.select(c.job, c.scheduled_at)
-        .where(c.job.in_(list(jobs)), c.finished_at.is_(None), silent)
+        .where(c.job.in_(list(jobs)), c.finished_at.is_(None), silent, ~moved_on)
         .where(c.claimed_at > now - CLAIMS_LOOKED_AT)
         .order_by(c.scheduled_at)
     )

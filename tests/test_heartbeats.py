@@ -128,3 +128,16 @@ async def test_a_tick_that_failed_on_the_store_runs_again_once_its_beats_are_sil
     assert calls == [at, at]
     (health,) = heartbeats.health(engine, db.utcnow(), since=at)
     assert health.last_ok_at == at
+
+
+def test_only_a_jobs_newest_abandoned_tick_runs_again(engine):
+    now = db.utcnow()
+    old, new = now - dt.timedelta(hours=2), now - dt.timedelta(hours=1)
+    with engine.begin() as conn:
+        for at in (old, new):
+            conn.execute(
+                db.job_claims.insert().values(
+                    job="monitoring.tick", scheduled_at=at, claimed_by="dead", claimed_at=at
+                )
+            )
+    assert heartbeats.abandoned(engine, ["monitoring.tick"], now) == [("monitoring.tick", new)]
