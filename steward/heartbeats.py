@@ -177,9 +177,11 @@ def health(engine: Engine, now: dt.datetime, since: dt.datetime | None) -> list[
     report = []
     for row in rows:
         every = dt.timedelta(seconds=row.every_seconds)
-        reference = row.last_ok_at or since
+        # Late counts from the later of the last good tick and the start of the live workers:
+        # after a night with no worker, a job is not late before a worker had time to run it.
         allowed = max(every * LATE_INTERVALS, LATE_AT_LEAST)
-        late = since is not None and reference is not None and now - reference > allowed
+        reference = max(row.last_ok_at, since) if row.last_ok_at and since else since
+        late = reference is not None and now - reference > allowed
         report.append(JobHealth(row.job, every, row.last_ok_at, row.last_failure, late))
     return report
 
