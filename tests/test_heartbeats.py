@@ -147,9 +147,7 @@ def test_a_job_is_not_late_before_a_newly_started_worker_had_time_to_run_it(engi
     now = db.utcnow()
     heartbeats.register(engine, "posting.tick", dt.timedelta(minutes=5), now)
     with engine.begin() as conn:  # its last good run was yesterday, before a night without worker
-        conn.execute(
-            sa.update(db.job_heartbeats).values(last_ok_at=now - dt.timedelta(days=1))
-        )
+        conn.execute(sa.update(db.job_heartbeats).values(last_ok_at=now - dt.timedelta(days=1)))
     heartbeats.seen(engine, "w1", now - dt.timedelta(seconds=20), now)
     (job,) = heartbeats.health(engine, now, heartbeats.alive_since(engine, now))
     assert not job.late
