@@ -3,7 +3,8 @@ each job's last successful tick, and which workers are alive.
 
 - A claimed tick beats (`beat`) while it runs and is marked finished when it ends. A claim whose
   beats stopped before it finished belongs to a worker that died (SIGKILL, a lost dyno): another
-  worker takes it over (`take_over`) and runs the tick again, for every feature.
+  worker takes it over (`take_over`) and runs the tick again, for every feature, as long as it
+  is its job's newest claimed tick.
 - `job_heartbeats` keeps each job's interval and last successful tick; a job whose last good
   tick is more than two intervals old is late (`/status`, `python bot.py status`, and one urgent
   message to the owner per late spell).
@@ -97,12 +98,22 @@ def finished(
 def abandoned(
     engine: Engine, jobs: Iterable[str], now: dt.datetime
 ) -> list[tuple[str, dt.datetime]]:
-    """Claimed ticks of `jobs` that never finished and whose worker stopped beating."""
+    """Claimed ticks of `jobs` that never finished and whose worker stopped beating.
+
+    Only a job's newest claimed tick: once a later tick was claimed, the job has moved on, and
+    running an older one again would only redo (or undo) what the later tick did.
+    """
     c = claims.c
+    newer = claims.alias("newer")
     silent = sa.func.coalesce(c.heartbeat_at, c.claimed_at) < now - ABANDONED_AFTER
+    moved_on = (
+        sa.select(newer.c.job)
+        .where(newer.c.job == c.job, newer.c.scheduled_at > c.scheduled_at)
+        .exists()
+    )
     query = (
         sa.select(c.job, c.scheduled_at)
-        .where(c.job.in_(list(jobs)), c.finished_at.is_(None), silent)
+        .where(c.job.in_(list(jobs)), c.finished_at.is_(None), silent, ~moved_on)
         .where(c.claimed_at > now - CLAIMS_LOOKED_AT)
         .order_by(c.scheduled_at)
     )
@@ -166,9 +177,11 @@ def health(engine: Engine, now: dt.datetime, since: dt.datetime | None) -> list[
     report = []
     for row in rows:
         every = dt.timedelta(seconds=row.every_seconds)
-        reference = row.last_ok_at or since
+        # Late counts from the later of the last good tick and the start of the live workers:
+        # after a night with no worker, a job is not late before a worker had time to run it.
         allowed = max(every * LATE_INTERVALS, LATE_AT_LEAST)
-        late = since is not None and reference is not None and now - reference > allowed
+        reference = max(row.last_ok_at, since) if row.last_ok_at and since else since
+        late = reference is not None and now - reference > allowed
         report.append(JobHealth(row.job, every, row.last_ok_at, row.last_failure, late))
     return report
 

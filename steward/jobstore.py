@@ -14,6 +14,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 
+from steward.logs import one_line
+
 log = logging.getLogger("steward.scheduler")
 
 
@@ -115,13 +117,6 @@ class StoreScheduler(AsyncIOScheduler):
             return
         failed = future.cancelled() or future.exception() is not None
         self._start_timer(self._store_retry if failed else future.result())
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line (a driver's message, not the SQL and its parameters)."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {text}"[:300] if text else type(cause).__name__
 
 
 class SharedEngineJobStore(SQLAlchemyJobStore):

@@ -87,3 +87,10 @@ def add_secrets(secrets: Iterable[str]) -> None:
         if isinstance(handler.formatter, RedactingFormatter):
             merged = set(handler.formatter.secrets) | {s for s in secrets if s}
             handler.formatter.secrets = sorted(merged, key=len, reverse=True)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (a driver's message, not the SQL and its parameters)."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {text}"[:300] if text else type(cause).__name__

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 
 from steward import db, heartbeats
 from steward.features import Clock, Job
-from steward.jobstore import SharedEngineJobStore, StoreScheduler, TickExecutor, one_line
+from steward.jobstore import SharedEngineJobStore, StoreScheduler, TickExecutor
+from steward.logs import one_line
 
 log = logging.getLogger("steward.scheduler")
 JOBS_TABLE = "apscheduler_jobs"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from steward import __version__, db, executors, heartbeats
 from steward.config import ConfigError, Settings
 from steward.features import Clock, Command, Feature, Job, Services
-from steward.jobstore import one_line
+from steward.logs import one_line
 from steward.scheduler import Scheduler
 from steward.telegram.formatting import esc
 from steward.telegram.outbox import Outbox

@@ -128,3 +128,29 @@ async def test_a_tick_that_failed_on_the_store_runs_again_once_its_beats_are_sil
     assert calls == [at, at]
     (health,) = heartbeats.health(engine, db.utcnow(), since=at)
     assert health.last_ok_at == at
+
+
+def test_only_a_jobs_newest_abandoned_tick_runs_again(engine):
+    now = db.utcnow()
+    old, new = now - dt.timedelta(hours=2), now - dt.timedelta(hours=1)
+    with engine.begin() as conn:
+        for at in (old, new):
+            conn.execute(
+                db.job_claims.insert().values(
+                    job="monitoring.tick", scheduled_at=at, claimed_by="dead", claimed_at=at
+                )
+            )
+    assert heartbeats.abandoned(engine, ["monitoring.tick"], now) == [("monitoring.tick", new)]
+
+
+def test_a_job_is_not_late_before_a_newly_started_worker_had_time_to_run_it(engine):
+    now = db.utcnow()
+    heartbeats.register(engine, "posting.tick", dt.timedelta(minutes=5), now)
+    with engine.begin() as conn:  # its last good run was yesterday, before a night without worker
+        conn.execute(sa.update(db.job_heartbeats).values(last_ok_at=now - dt.timedelta(days=1)))
+    heartbeats.seen(engine, "w1", now - dt.timedelta(seconds=20), now)
+    (job,) = heartbeats.health(engine, now, heartbeats.alive_since(engine, now))
+    assert not job.late
+    started = now - dt.timedelta(seconds=20)
+    (job,) = heartbeats.health(engine, now + dt.timedelta(minutes=11), started)
+    assert job.late

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from steward import db
-from steward.jobstore import one_line
+from steward.logs import one_line
 from steward.telegram import store
 from steward.telegram.flood import FloodControl, FloodLimits
 from steward.telegram.outbox import Outbox
