@@ -24,7 +24,7 @@ from steward.telegram.store import outbox
 from steward.timeutil import local
 
 if TYPE_CHECKING:
-    from steward.posting.job import Poster
+    from steward.posting.poster import Poster
 
 POST_DIALOG_VERSION = 1
 CHOICES = ["Post", "Another", "Cancel"]

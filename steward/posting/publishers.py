@@ -34,6 +34,23 @@ class Published:
     url: str | None = None
 
 
+@dataclass
+class Outcome:
+    channel: str
+    post_id: int
+    state: str  # "sent", "pending" (try again later), "failed"
+    url: str | None = None
+    remote_id: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def month_start(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
 class PublishError(Exception):
     """A post that did not go out. `permanent`: the same text will never go out there, so do
     not retry it; `duplicate`: the channel already has this text; `auth`: the credentials are

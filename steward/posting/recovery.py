@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from steward import scheduler
 from steward.posting import store
+from steward.posting.inflight import claimant_gone
 
 if TYPE_CHECKING:
-    from steward.posting.job import Poster
+    from steward.posting.poster import Poster
 
 log = logging.getLogger("steward.posting")
 
@@ -56,9 +57,19 @@ def finish_cut_short(poster: Poster) -> None:
 
 
 def reconcile(poster: Poster) -> int:
-    """Publish posts left pending; returns how many were settled."""
+    """Publish posts left pending whose claimant is gone; returns how many were settled.
+
+    A post another worker holds (its lease still runs) is left to it: during a deploy overlap
+    the old worker may be sending it right now."""
+
     with poster.engine.connect() as conn:
         waiting = store.pending(conn)
+    now = poster.clock()
+    waiting = [
+        p
+        for p in waiting
+        if p.lease_until is None or p.lease_until < now or claimant_gone(p.claimed_by)
+    ]
     settled, stop = 0, set(poster.blocked())
     for post in waiting:
         if post.channel in stop:
@@ -67,7 +78,9 @@ def reconcile(poster: Poster) -> int:
             with poster.engine.begin() as conn:
                 store.mark_skipped(conn, post.id, reason=f"{post.channel} is not configured")
             continue
-        outcome = poster.send(post.id, post.text, post.channel, recovering=True)
+        outcome = poster.publish_pending(post)
+        if outcome is None:
+            continue  # another worker took it meanwhile
         if outcome.state == "pending":
             stop.add(post.channel)
         else:

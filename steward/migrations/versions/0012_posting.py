@@ -1,0 +1,29 @@
+"""Posting: an in-flight claim with a lease on each post, and how often it was attempted.
+
+Revision ID: 0012_posting
+Revises: 0007_watched_checks
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from steward.db import UTCDateTime
+
+revision = "0012_posting"
+down_revision = "0007_watched_checks"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("posts") as batch:
+        batch.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("claimed_by", sa.String(200), nullable=True))
+        batch.add_column(sa.Column("lease_until", UTCDateTime(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("posts") as batch:
+        batch.drop_column("lease_until")
+        batch.drop_column("claimed_by")
+        batch.drop_column("attempts")
