@@ -70,6 +70,14 @@ class PublishError(Exception):
         self.retry_at, self.auth = retry_at, auth
 
 
+class AccountCache(Protocol):
+    """Where a publisher keeps its account's name between runs (a row of the store)."""
+
+    def load(self) -> str | None: ...
+
+    def save(self, value: str) -> None: ...
+
+
 class Publisher(Protocol):
     name: str
 
@@ -81,9 +89,12 @@ class XPublisher:
 
     name = "x"
 
-    def __init__(self, client: tweepy.Client | LazyClient) -> None:
+    def __init__(
+        self, client: tweepy.Client | LazyClient, account: AccountCache | None = None
+    ) -> None:
         self.client = client
-        self._username: str | None = None
+        self.account = account  # keeps the @name across runs: GET /2/users/me is billed
+        self._username: str | None = account.load() if account else None
 
     def publish(self, text: str, key: str) -> Published:
         # X has no idempotency key: the store's pending row is what prevents a second attempt.
@@ -118,6 +129,8 @@ class XPublisher:
 
             try:
                 self._username = self.client.get_me(user_auth=True).data.username
+                if self.account is not None:
+                    self.account.save(self._username)
             except (tweepy.TweepyException, requests.RequestException) as exc:
                 # The post is out; a link through X's alias is better than a failed publish.
                 log.warning("x: could not look up the account name: %s", classify(exc).reason)
