@@ -10,11 +10,12 @@ import asyncio
 import datetime as dt
 
 from steward.features import Feature, Job, Services
-from steward.posting import commands
+from steward.posting import commands, problems
 from steward.posting.poster import Poster
 from steward.posting.store import TICK_JOB, TICK_KEY
+from steward.posting.wiring import DRY_RUN_HINT
 
-__all__ = ["TICK_JOB", "TICK_KEY", "build_feature"]
+__all__ = ["TICK_JOB", "TICK_KEY", "build_feature", "status_lines", "summary"]
 
 
 def build_feature(services: Services) -> Feature:
@@ -23,6 +24,9 @@ def build_feature(services: Services) -> Feature:
     async def start() -> None:
         await asyncio.to_thread(poster.recover)
 
+    async def stop() -> None:
+        poster.stopping.set()
+
     async def tick(scheduled_at: dt.datetime) -> None:
         await asyncio.to_thread(poster.scheduled_tick, scheduled_at)
 
@@ -30,10 +34,40 @@ def build_feature(services: Services) -> Feature:
     return Feature(
         "posting",
         True,
-        poster.summary(),
+        summary(poster),
         commands=commands.build(poster, services),
         jobs=[Job(TICK_JOB, every, tick)],
         dialogs=[("post", commands.post_dialog(poster), commands.POST_DIALOG_VERSION)],
         start=start,
-        status=poster.status_lines,
+        stop=stop,
+        status=lambda: status_lines(poster),
     )
+
+
+def summary(poster: Poster) -> str:
+    s = poster.settings
+    line = (
+        f"{s.tweets_per_tick} post(s) every {s.post_interval} min from "
+        f"{poster.parts.template_shown} and {poster.parts.words_shown}"
+    )
+    if poster.dry_run:
+        return f"{line}; {DRY_RUN_HINT}"
+    targets = ["X" if c == "x" else f"Telegram {s.post_telegram_chat}" for c in poster.channels]
+    return f"{line} to {' and '.join(targets)}"
+
+
+def status_lines(poster: Poster) -> list[str]:
+    """Posting's lines in /status: the month's X count, the next tick, what holds it."""
+    lines = []
+    if "x" in poster.parts.publishers:
+        limit = poster.settings.post_monthly_limit
+        cap = f"of {limit}" if limit else "(no monthly cap)"
+        lines.append(f"X posts this month: {poster.month_count()} {cap}")
+    when = poster.next_runs().get(TICK_JOB)
+    lines.append(f"next tick: {when.isoformat(timespec='minutes') if when else 'not planned'}")
+    if (paused := poster.paused()) is not None:
+        lines.append(f"paused by {paused.get('by')} since {paused.get('at', '')[:16]}")
+    lines += [f"{channel}: {reason}" for channel, reason in poster.blocked().items()]
+    if (stuck := problems.status_line(poster.load(problems.PROBLEM_KEY))) is not None:
+        lines.insert(0, stuck)
+    return lines

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -36,12 +37,11 @@ from steward.posting.sources import SourceError
 from steward.posting.store import (
     PAUSED_KEY,
     SKIPPED_KEY,
-    TICK_JOB,
     TICK_KEY,
     X_AUTH_KEY,
     X_RETRY_KEY,
 )
-from steward.posting.wiring import DRY_RUN_HINT, X_VARIABLES, Parts, build_parts
+from steward.posting.wiring import X_VARIABLES, Parts, build_parts
 from steward.posting.x_errors import Kind, classify
 from steward.telegram.formatting import esc
 
@@ -50,6 +50,7 @@ log = logging.getLogger("steward.posting")
 SLOT_PREFIX = "posting.slot:"
 SLOTS_KEPT = dt.timedelta(days=7)
 RATE_LIMIT_FALLBACK = dt.timedelta(minutes=15)  # a 429 without a reset header
+RETRY_DELAYS = (10.0, 30.0, 80.0)  # seconds before retrying a 500/503, within the tick's slot
 REGENERATE = 5  # new texts tried when X calls a fresh one a duplicate
 
 
@@ -81,6 +82,8 @@ class Poster:
         self.parts = parts or build_parts(settings, outbox, engine, clock)
         self.next_runs = next_runs
         self.worker = worker or inflight.worker_name(self)
+        self.retry_delays: tuple[float, ...] = RETRY_DELAYS
+        self.stopping = threading.Event()  # set at stop: a back-off wait ends at once
         self.rng = random.Random()
         self.problem: str | None = None  # why the last tick made fewer posts than wanted
 
@@ -101,17 +104,6 @@ class Poster:
     @property
     def dry_run(self) -> bool:
         return self.channels == ["dry-run"]
-
-    def summary(self) -> str:
-        s = self.settings
-        line = (
-            f"{s.tweets_per_tick} post(s) every {s.post_interval} min from "
-            f"{self.parts.template_shown} and {self.parts.words_shown}"
-        )
-        if self.dry_run:
-            return f"{line}; {DRY_RUN_HINT}"
-        targets = ["X" if c == "x" else f"Telegram {s.post_telegram_chat}" for c in self.channels]
-        return f"{line} to {' and '.join(targets)}"
 
     # -- state -------------------------------------------------------------------------------
 
@@ -324,15 +316,39 @@ class Poster:
         """Publish a post this poster holds. `attempted`: an earlier attempt may have reached
         the channel, so its "duplicate" answer proves the post is out."""
         publisher = self.parts.publishers[channel]
-        try:
-            published: Published = publisher.publish(text, str(post_id))
-        except PublishError as exc:
-            return self._failed(post_id, channel, exc, attempted)
+        delays = self._retry_delays()
+        while True:
+            try:
+                published: Published = publisher.publish(text, str(post_id))
+                break
+            except PublishError as exc:
+                if not exc.retry_soon or not delays or not self._wait(delays.pop(0), post_id):
+                    return self._failed(post_id, channel, exc, attempted)
+                attempted = True  # the failed request may have reached the channel all the same
         with self.engine.begin() as conn:
             store.mark_sent(
                 conn, post_id, now=self.clock(), remote_id=published.remote_id, url=published.url
             )
         return Outcome(channel, post_id, "sent", published.url, published.remote_id)
+
+    def _retry_delays(self) -> list[float]:
+        """Back-off before each retry of a passing fault, kept inside half the tick's slot."""
+        room, out = self.settings.post_interval * 60 / 2, []
+        for delay in self.retry_delays:
+            if sum(out) + delay > room:
+                break
+            out.append(delay)
+        return out
+
+    def _wait(self, delay: float, post_id: int) -> bool:
+        """Sleep before a retry, holding the post; False when a stop came or the claim is lost."""
+        log.warning("post %d: a passing fault; retrying in %g s", post_id, delay)
+        if self.stopping.wait(delay):
+            return False
+        worker, until = self.lease()
+        with self.engine.begin() as conn:  # renew the lease: this poster is still at it
+            held = store.claim(conn, post_id, worker=worker, now=self.clock(), lease_until=until)
+        return held is not None
 
     def _failed(self, post_id, channel, exc: PublishError, attempted: bool) -> Outcome:
         now = self.clock()
@@ -374,23 +390,6 @@ class Poster:
             key=f"posting:x-refused:{fingerprint}",
             urgent=True,
         )
-
-    # -- status ------------------------------------------------------------------------------
-
-    def status_lines(self) -> list[str]:
-        lines = []
-        if "x" in self.parts.publishers:
-            limit = self.settings.post_monthly_limit
-            cap = f"of {limit}" if limit else "(no monthly cap)"
-            lines.append(f"X posts this month: {self.month_count()} {cap}")
-        when = self.next_runs().get(TICK_JOB)
-        lines.append(f"next tick: {when.isoformat(timespec='minutes') if when else 'not planned'}")
-        if (paused := self.paused()) is not None:
-            lines.append(f"paused by {paused.get('by')} since {paused.get('at', '')[:16]}")
-        lines += [f"{channel}: {reason}" for channel, reason in self.blocked().items()]
-        if (stuck := problems.status_line(self.load(problems.PROBLEM_KEY))) is not None:
-            lines.insert(0, stuck)
-        return lines
 
 
 def _rate_limited(exc: PublishError) -> bool:

@@ -54,7 +54,8 @@ def month_start(now: dt.datetime) -> dt.datetime:
 class PublishError(Exception):
     """A post that did not go out. `permanent`: the same text will never go out there, so do
     not retry it; `duplicate`: the channel already has this text; `auth`: the credentials are
-    wrong or revoked (every post will fail until a person fixes them); `retry_at`: not before."""
+    wrong or revoked (every post will fail until a person fixes them); `retry_at`: not before;
+    `retry_soon`: the service answered a passing fault (500, 503): try again within minutes."""
 
     def __init__(
         self,
@@ -64,10 +65,11 @@ class PublishError(Exception):
         duplicate: bool = False,
         retry_at: dt.datetime | None = None,
         auth: bool = False,
+        retry_soon: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason, self.permanent, self.duplicate = reason, permanent, duplicate
-        self.retry_at, self.auth = retry_at, auth
+        self.retry_at, self.auth, self.retry_soon = retry_at, auth, retry_soon
 
 
 class AccountCache(Protocol):
@@ -117,6 +119,8 @@ class XPublisher:
                 duplicate=error.kind is Kind.DUPLICATE,
                 retry_at=error.retry_at,
                 auth=error.kind is Kind.AUTH,
+                retry_soon=error.status is not None
+                and (error.status >= 500 or error.status == 408),
             ) from exc
         post_id = str(response.data["id"])
         return Published(post_id, f"https://x.com/{self._account()}/status/{post_id}")

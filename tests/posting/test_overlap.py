@@ -124,3 +124,14 @@ def test_a_post_held_by_a_dead_process_of_this_host_goes_out_at_once(engine, fak
         store.record_pending(conn, text="orphan", channel="x", now=clock(), claim=claim)
     poster(engine, clock, **x_env(fake)).recover()
     assert [p["text"] for p in fake.posts] == ["orphan"]
+
+
+def test_a_503_is_retried_within_the_tick_with_back_off_and_posted_once(engine, fake):
+    clock = Clock()
+    fake.fail_next("/2/tweets", 503, count=2)
+    p = poster(engine, clock, **x_env(fake))
+    p.retry_delays = (0.05, 0.1, 0.2)  # seconds here; minutes' worth in production
+    [outcome] = p.scheduled_tick(clock())
+    assert outcome.state == "sent" and len(fake.posts) == 1
+    assert [c["path"] for c in fake.calls].count("/2/tweets") == 3
+    assert [r.attempts for r in rows(engine)] == [3]

@@ -6,6 +6,7 @@ channel without X's 280-character limit keeps posting when only X cannot.
 
 from __future__ import annotations
 
+from steward.posting.job import status_lines
 from steward.posting.problems import PROBLEM_KEY
 from tests.posting.helpers import OWNER_CHAT, Clock, outbox_rows, poster, x_env
 
@@ -25,13 +26,13 @@ def test_running_out_of_words_is_told_once_with_the_fix_and_shown_in_status(engi
         p.scheduled_tick(clock())
     [told] = owner_messages(engine)
     assert "stuck" in told and "Fix:" in told and "POST_WORDS" in told
-    assert p.status_lines()[0].startswith("⚠️ stuck since")
+    assert status_lines(p)[0].startswith("⚠️ stuck since")
     clock.advance(minutes=60)
     fresh = poster(engine, clock, **{**env, "POST_WORDS": "owl,fox,elk"})
     fresh.scheduled_tick(clock())
     assert len(fake.posts) == 2, "the failed ticks are not made up for in a burst"
     assert owner_messages(engine)[-1] == "✅ Posting works again."
-    assert fresh.load(PROBLEM_KEY) is None and not fresh.status_lines()[0].startswith("⚠️")
+    assert fresh.load(PROBLEM_KEY) is None and not status_lines(fresh)[0].startswith("⚠️")
 
 
 def test_a_template_too_long_for_x_still_posts_to_the_telegram_channel(engine, fake):
