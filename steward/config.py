@@ -207,6 +207,38 @@ class Settings(BaseSettings):
         default="https://api.twitter.com",
         description="X API server (a test fake in tests).",
     )
+    mastodon_api_url: str | None = _env(
+        "MASTODON_API_URL",
+        expect="your instance's https URL, e.g. https://mastodon.social",
+        default=None,
+        description="Mastodon instance to post to (with MASTODON_ACCESS_TOKEN).",
+    )
+    mastodon_access_token: SecretStr | None = _env(
+        "MASTODON_ACCESS_TOKEN",
+        expect="an access token from auth_tool.py mastodon",
+        secret=True,
+        default=None,
+        description="Mastodon access token with the write:statuses scope.",
+    )
+    bluesky_handle: str | None = _env(
+        "BLUESKY_HANDLE",
+        expect="a handle like name.bsky.social",
+        default=None,
+        description="Bluesky account to post as (with BLUESKY_APP_PASSWORD).",
+    )
+    bluesky_app_password: SecretStr | None = _env(
+        "BLUESKY_APP_PASSWORD",
+        expect="an app password from Settings > App passwords (xxxx-xxxx-xxxx-xxxx)",
+        secret=True,
+        default=None,
+        description="Bluesky app password (never the account password).",
+    )
+    bluesky_api_url: str = _env(
+        "BLUESKY_API_URL",
+        expect="an http(s) URL such as https://bsky.social",
+        default="https://bsky.social",
+        description="Bluesky PDS (the public service by default).",
+    )
 
     # Posting
     post_template: str | None = _env(
@@ -391,7 +423,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("is not a known time zone") from None
 
-    @field_validator("telegram_api_url", "x_api_url", "webhook_url", "post_feed_url")
+    @field_validator(
+        "telegram_api_url",
+        "x_api_url",
+        "webhook_url",
+        "post_feed_url",
+        "mastodon_api_url",
+        "bluesky_api_url",
+    )
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is None:

@@ -26,7 +26,7 @@ TRIES = 50
 BATCH = 16
 # What counts as "posted before": anything published for real. A dry run's texts count only for
 # later dry runs, so what a preview showed can still be published.
-REAL_CHANNELS = ("x", "telegram")
+REAL_CHANNELS = ("x", "telegram", "mastodon", "bluesky")
 
 
 class ComposeError(Exception):

@@ -41,7 +41,7 @@ from steward.posting.store import (
     X_AUTH_KEY,
     X_RETRY_KEY,
 )
-from steward.posting.wiring import X_VARIABLES, Parts, build_parts
+from steward.posting.wiring import CREDENTIALS, SHOWN, Parts, build_parts
 from steward.posting.x_errors import Kind, classify
 from steward.telegram.formatting import esc
 
@@ -125,14 +125,21 @@ class Poster:
     def blocked(self) -> dict[str, str]:
         """Channels that must not be posted to now, with the reason."""
         out: dict[str, str] = {}
-        if "x" not in self.parts.publishers:
-            return out
         now = self.clock()
-        if self.load(X_AUTH_KEY) == self.parts.x_fingerprint:
-            out["x"] = "X refused the credentials; paused until they change"
-        elif (retry := self.load(X_RETRY_KEY)) and dt.datetime.fromisoformat(retry) > now:
-            out["x"] = f"X's rate limit holds until {retry[:19]} UTC"
-        elif (limit := self.settings.post_monthly_limit) and self.month_count() >= limit:
+        for channel, fingerprint in self.parts.fingerprints.items():
+            if self.load(refused_key(channel)) == fingerprint:
+                out[channel] = f"{SHOWN[channel]} refused the credentials; paused until they change"
+            elif (retry := self.load(retry_key(channel))) and dt.datetime.fromisoformat(
+                retry
+            ) > now:
+                out[channel] = f"{SHOWN[channel]}'s rate limit holds until {retry[:19]} UTC"
+        limit = self.settings.post_monthly_limit
+        if (
+            "x" in self.parts.publishers
+            and "x" not in out
+            and limit
+            and self.month_count() >= limit
+        ):
             out["x"] = f"POST_MONTHLY_LIMIT={limit} reached for this month"
         return out
 
@@ -365,11 +372,11 @@ class Poster:
         with self.engine.begin() as conn:
             store.release(conn, post_id, self.worker)  # any worker may retry it (or it ends)
         if exc.auth:
-            self._refused(exc.reason)
+            self._refused(channel, exc.reason)
         elif exc.retry_at is not None or _rate_limited(exc):
             retry_at = exc.retry_at or now + RATE_LIMIT_FALLBACK
-            self.save(X_RETRY_KEY, retry_at.isoformat())
-            log.warning("%s: skipping X until %s", exc.reason, retry_at.isoformat())
+            self.save(retry_key(channel), retry_at.isoformat())
+            log.warning("%s: skipping %s until %s", exc.reason, channel, retry_at.isoformat())
         elif exc.permanent:
             with self.engine.begin() as conn:
                 store.mark_failed(conn, post_id, error=exc.reason)
@@ -379,17 +386,31 @@ class Poster:
             log.warning("post %d to %s waits for a retry: %s", post_id, channel, exc.reason)
         return Outcome(channel, post_id, "pending", error=exc.reason)
 
-    def _refused(self, reason: str) -> None:
-        fingerprint = self.parts.x_fingerprint
-        self.save(X_AUTH_KEY, fingerprint)
-        log.error("%s Posting to X is paused until the credentials change.", reason)
-        self.outbox.notify(
-            f"⚠️ {esc(reason)} Posting to X is paused until {esc(', '.join(X_VARIABLES))} "
-            "change (get new tokens with <code>python auth_tool.py x</code>). "
-            "Posts wait in the store and go out then.",
-            key=f"posting:x-refused:{fingerprint}",
-            urgent=True,
-        )
+    def _refused(self, channel: str, reason: str) -> None:
+        """Pause a channel whose credentials were refused, and say so, in one transaction."""
+        fingerprint = self.parts.fingerprints.get(channel)
+        names, tool = CREDENTIALS[channel]
+        log.error("%s Posting to %s is paused until the credentials change.", reason, channel)
+        with self.engine.begin() as conn:
+            store.save_value(conn, refused_key(channel), fingerprint, self.clock())
+            self.outbox.notify_in(
+                conn,
+                f"⚠️ {esc(reason)} Posting to {SHOWN[channel]} is paused until "
+                f"{esc(', '.join(names))} change (get new ones with "
+                f"<code>python auth_tool.py {tool}</code>). Posts wait in the store and go out "
+                "then.",
+                key=f"posting:{channel}-refused:{fingerprint}",
+                urgent=True,
+            )
+        self.outbox.wake()
+
+
+def refused_key(channel: str) -> str:
+    return X_AUTH_KEY if channel == "x" else f"posting.{channel}.refused"
+
+
+def retry_key(channel: str) -> str:
+    return X_RETRY_KEY if channel == "x" else f"posting.{channel}.retry_at"
 
 
 def _rate_limited(exc: PublishError) -> bool:

@@ -23,10 +23,13 @@ log = logging.getLogger("steward.posting")
 
 def recover(poster: Poster) -> None:
     """At start: forget a refusal of other credentials, finish pending posts and the tick."""
-    refused = poster.load(store.X_AUTH_KEY)
-    if refused and refused != poster.parts.x_fingerprint:
-        log.info("X credentials changed since X refused them: posting to X again")
-        poster.save(store.X_AUTH_KEY, None)
+    from steward.posting.poster import refused_key
+
+    for channel, fingerprint in poster.parts.fingerprints.items():
+        refused = poster.load(refused_key(channel))
+        if refused and refused != fingerprint:
+            log.info("%s credentials changed since they were refused: posting again", channel)
+            poster.save(refused_key(channel), None)
     if (paused := poster.paused()) is not None:
         # The owner said stop: what a stop left pending waits for /resume_posting too.
         log.info("posting is paused (by %s): pending posts wait for the resume", paused["by"])

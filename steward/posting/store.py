@@ -33,7 +33,7 @@ PAUSED_KEY = "posting.paused"  # {"by": who, "at": iso} while /pause_posting hol
 X_RETRY_KEY = "posting.x.retry_at"  # iso time X's rate limit resets
 X_AUTH_KEY = "posting.x.refused"  # fingerprint of the credentials X refused
 
-CHANNELS = ("x", "telegram", "dry-run")
+CHANNELS = ("x", "telegram", "dry-run", "mastodon", "bluesky")
 STATES = ("pending", "sent", "failed", "skipped")
 
 posts = sa.Table(

@@ -13,7 +13,7 @@ import logging
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -47,6 +47,13 @@ _CYRILLIC = re.compile("[\u0400-\u04ff]")
 # Two words per post: the bundled list alone gives tens of thousands of different posts.
 DEFAULT_TEMPLATE = "{Word} and {word2}: a fine pair for today."
 X_VARIABLES = ("X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_SECRET")
+SHOWN = {"x": "X", "telegram": "Telegram", "mastodon": "Mastodon", "bluesky": "Bluesky"}
+# Per network: the variables that hold its credentials, and the auth_tool.py subcommand.
+CREDENTIALS = {
+    "x": (X_VARIABLES, "x"),
+    "mastodon": (("MASTODON_ACCESS_TOKEN",), "mastodon"),
+    "bluesky": (("BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD"), "bluesky"),
+}
 DRY_RUN_HINT = f"dry-run: set {', '.join(X_VARIABLES)} to post to X"
 
 
@@ -58,6 +65,8 @@ class Parts:
     words_shown: str
     publishers: dict[str, Publisher]  # channel name -> publisher, in publishing order
     x_fingerprint: str | None  # identifies the X credentials without revealing them
+    # Each network's credentials' fingerprint: a refusal pauses the channel until they change.
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 def credentials_fingerprint(credentials: tuple[str, ...], api_url: str) -> str:
@@ -86,11 +95,39 @@ def build_parts(settings: Settings, outbox, engine: Engine, clock: Clock) -> Par
         publishers["x"] = XPublisher(client, account)
     if settings.post_telegram_chat:
         publishers["telegram"] = TelegramChannelPublisher(outbox, settings.post_telegram_chat)
+    fingerprints = {"x": fingerprint} if fingerprint else {}
+    for publisher, secret_fingerprint in _fediverse(settings):
+        publishers[publisher.name] = publisher
+        fingerprints[publisher.name] = secret_fingerprint
     if not publishers:
         publishers["dry-run"] = DryRunPublisher()
     _check_fits(template, list(publishers))
     warn_russian(settings, raw)
-    return Parts(template, shown, words, words_shown, publishers, fingerprint)
+    return Parts(template, shown, words, words_shown, publishers, fingerprint, fingerprints)
+
+
+def _fediverse(settings: Settings) -> list[tuple[Publisher, str]]:
+    """Mastodon and Bluesky publishers, when both of each one's variables are set."""
+    from steward.posting.bluesky import BlueskyPublisher
+    from steward.posting.mastodon import MastodonPublisher
+
+    out: list[tuple[Publisher, str]] = []
+    url, token = settings.mastodon_api_url, settings.mastodon_access_token
+    if (url is None) != (token is None):
+        name = "MASTODON_API_URL" if url is None else "MASTODON_ACCESS_TOKEN"
+        raise ConfigError(name, "is not set, while the other Mastodon variable is", "both")
+    if url and token:
+        secret = token.get_secret_value()
+        out.append((MastodonPublisher(url, secret), credentials_fingerprint((secret,), url)))
+    handle, password = settings.bluesky_handle, settings.bluesky_app_password
+    if (handle is None) != (password is None):
+        name = "BLUESKY_HANDLE" if handle is None else "BLUESKY_APP_PASSWORD"
+        raise ConfigError(name, "is not set, while the other Bluesky variable is", "both")
+    if handle and password:
+        secret, api = password.get_secret_value(), settings.bluesky_api_url
+        publisher = BlueskyPublisher(api, handle.lstrip("@"), secret)
+        out.append((publisher, credentials_fingerprint((handle, secret), api)))
+    return out
 
 
 class StateCache:
