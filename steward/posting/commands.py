@@ -36,7 +36,9 @@ ICONS = {"sent": "✅", "pending": "⏳", "failed": "❌", "skipped": "⏭", "bl
 def channel_name(channel: str, telegram_chat: str | None) -> str:
     if channel == "telegram":
         return f"Telegram {telegram_chat}" if telegram_chat else "Telegram"
-    return {"x": "X", "dry-run": "dry run"}.get(channel, channel)
+    return {"x": "X", "dry-run": "dry run", "mastodon": "Mastodon", "bluesky": "Bluesky"}.get(
+        channel, channel
+    )
 
 
 def channel_link(telegram_chat: str | None) -> str | None:

@@ -13,7 +13,7 @@ from steward.features import Feature, Job, Services
 from steward.posting import commands, problems
 from steward.posting.poster import Poster
 from steward.posting.store import TICK_JOB, TICK_KEY
-from steward.posting.wiring import DRY_RUN_HINT
+from steward.posting.wiring import DRY_RUN_HINT, SHOWN
 
 __all__ = ["TICK_JOB", "TICK_KEY", "build_feature", "status_lines", "summary"]
 
@@ -52,7 +52,10 @@ def summary(poster: Poster) -> str:
     )
     if poster.dry_run:
         return f"{line}; {DRY_RUN_HINT}"
-    targets = ["X" if c == "x" else f"Telegram {s.post_telegram_chat}" for c in poster.channels]
+    targets = [
+        f"Telegram {s.post_telegram_chat}" if c == "telegram" else SHOWN.get(c, c)
+        for c in poster.channels
+    ]
     return f"{line} to {' and '.join(targets)}"
 
 
