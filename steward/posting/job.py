@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 
 from steward.features import Feature, Job, Services
-from steward.posting import commands, problems
+from steward.posting import commands, problems, schedule
 from steward.posting.poster import Poster
 from steward.posting.store import TICK_JOB, TICK_KEY
 from steward.posting.wiring import DRY_RUN_HINT, SHOWN
@@ -30,7 +30,8 @@ def build_feature(services: Services) -> Feature:
     async def tick(scheduled_at: dt.datetime) -> None:
         await asyncio.to_thread(poster.scheduled_tick, scheduled_at)
 
-    every = dt.timedelta(minutes=services.settings.post_interval)
+    plan = poster.schedule
+    every = schedule.LOOK if plan.planned_here else plan.interval
     return Feature(
         "posting",
         True,

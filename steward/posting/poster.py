@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from steward import db
 from steward.config import Settings
 from steward.features import Clock, Services
-from steward.posting import inflight, problems, recovery, store
+from steward.posting import inflight, problems, recovery, schedule, store
 from steward.posting.compose import ComposeError, Composer
 from steward.posting.inflight import LEASE, claimant_gone
 from steward.posting.publishers import Outcome, Published, PublishError, month_start
@@ -38,12 +38,9 @@ from steward.posting.store import (
     PAUSED_KEY,
     SKIPPED_KEY,
     TICK_KEY,
-    X_AUTH_KEY,
-    X_RETRY_KEY,
 )
-from steward.posting.wiring import CREDENTIALS, SHOWN, Parts, build_parts
-from steward.posting.x_errors import Kind, classify
-from steward.telegram.formatting import esc
+from steward.posting.wiring import SHOWN, Parts, build_parts
+from steward.posting.x_errors import rate_limited
 
 log = logging.getLogger("steward.posting")
 
@@ -80,6 +77,7 @@ class Poster:
         self.outbox = outbox
         self.clock = clock
         self.parts = parts or build_parts(settings, outbox, engine, clock)
+        self.schedule = schedule.from_settings(settings)
         self.next_runs = next_runs
         self.worker = worker or inflight.worker_name(self)
         self.retry_delays: tuple[float, ...] = RETRY_DELAYS
@@ -127,9 +125,9 @@ class Poster:
         out: dict[str, str] = {}
         now = self.clock()
         for channel, fingerprint in self.parts.fingerprints.items():
-            if self.load(refused_key(channel)) == fingerprint:
+            if self.load(store.refused_key(channel)) == fingerprint:
                 out[channel] = f"{SHOWN[channel]} refused the credentials; paused until they change"
-            elif (retry := self.load(retry_key(channel))) and dt.datetime.fromisoformat(
+            elif (retry := self.load(store.retry_key(channel))) and dt.datetime.fromisoformat(
                 retry
             ) > now:
                 out[channel] = f"{SHOWN[channel]}'s rate limit holds until {retry[:19]} UTC"
@@ -142,6 +140,12 @@ class Poster:
         ):
             out["x"] = f"POST_MONTHLY_LIMIT={limit} reached for this month"
         return out
+
+    def last_tick(self) -> dt.datetime | None:
+        """The newest tick begun or skipped on purpose."""
+        last, skipped = self.load(TICK_KEY), self.load(SKIPPED_KEY)
+        seen = [dt.datetime.fromisoformat(at) for at in (last and last["at"], skipped) if at]
+        return max(seen, default=None)
 
     def month_count(self) -> int:
         with self.engine.connect() as conn:
@@ -156,6 +160,11 @@ class Poster:
     # -- a tick ------------------------------------------------------------------------------
 
     def scheduled_tick(self, at: dt.datetime) -> list[Outcome]:
+        if self.schedule.planned_here:  # the job looks each minute; post at a planned time
+            planned = self.schedule.due(at, self.last_tick())
+            if planned is None:
+                return []
+            at = planned
         if (paused := self.paused()) is not None:
             log.info("posting is paused (by %s): tick skipped", paused.get("by"))
             self.save(SKIPPED_KEY, at.isoformat())
@@ -372,10 +381,12 @@ class Poster:
         with self.engine.begin() as conn:
             store.release(conn, post_id, self.worker)  # any worker may retry it (or it ends)
         if exc.auth:
-            self._refused(channel, exc.reason)
-        elif exc.retry_at is not None or _rate_limited(exc):
+            problems.refused(
+                self.engine, self.outbox, channel, exc.reason, self.parts.fingerprints, self.clock()
+            )
+        elif exc.retry_at is not None or rate_limited(exc.__cause__):
             retry_at = exc.retry_at or now + RATE_LIMIT_FALLBACK
-            self.save(retry_key(channel), retry_at.isoformat())
+            self.save(store.retry_key(channel), retry_at.isoformat())
             log.warning("%s: skipping %s until %s", exc.reason, channel, retry_at.isoformat())
         elif exc.permanent:
             with self.engine.begin() as conn:
@@ -385,34 +396,3 @@ class Poster:
         else:
             log.warning("post %d to %s waits for a retry: %s", post_id, channel, exc.reason)
         return Outcome(channel, post_id, "pending", error=exc.reason)
-
-    def _refused(self, channel: str, reason: str) -> None:
-        """Pause a channel whose credentials were refused, and say so, in one transaction."""
-        fingerprint = self.parts.fingerprints.get(channel)
-        names, tool = CREDENTIALS[channel]
-        log.error("%s Posting to %s is paused until the credentials change.", reason, channel)
-        with self.engine.begin() as conn:
-            store.save_value(conn, refused_key(channel), fingerprint, self.clock())
-            self.outbox.notify_in(
-                conn,
-                f"⚠️ {esc(reason)} Posting to {SHOWN[channel]} is paused until "
-                f"{esc(', '.join(names))} change (get new ones with "
-                f"<code>python auth_tool.py {tool}</code>). Posts wait in the store and go out "
-                "then.",
-                key=f"posting:{channel}-refused:{fingerprint}",
-                urgent=True,
-            )
-        self.outbox.wake()
-
-
-def refused_key(channel: str) -> str:
-    return X_AUTH_KEY if channel == "x" else f"posting.{channel}.refused"
-
-
-def retry_key(channel: str) -> str:
-    return X_RETRY_KEY if channel == "x" else f"posting.{channel}.retry_at"
-
-
-def _rate_limited(exc: PublishError) -> bool:
-    cause = exc.__cause__
-    return cause is not None and classify(cause).kind is Kind.RATE_LIMITED

@@ -10,12 +10,16 @@ posting works again. /status shows the problem while it lasts.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from steward.posting import store
 from steward.posting.compose import ComposeError
 from steward.posting.sources import SourceError
+from steward.posting.wiring import CREDENTIALS, SHOWN
 from steward.telegram.formatting import esc
+
+log = logging.getLogger("steward.posting")
 
 PROBLEM_KEY = "posting.problem"  # {"code", "reason", "fix", "since"} while posting is stuck
 
@@ -96,3 +100,24 @@ def status_line(value: dict | None) -> str | None:
     if not value:
         return None
     return f"⚠️ stuck since {value['since'][:16]}: {value['reason']} Fix: {value['fix']}"
+
+
+def refused(
+    engine, outbox, channel: str, reason: str, fingerprints: dict, now: dt.datetime
+) -> None:
+    """Pause a channel whose credentials were refused, and say so, in one transaction."""
+    fingerprint = fingerprints.get(channel)
+    names, tool = CREDENTIALS[channel]
+    log.error("%s Posting to %s is paused until the credentials change.", reason, channel)
+    with engine.begin() as conn:
+        store.save_value(conn, store.refused_key(channel), fingerprint, now)
+        outbox.notify_in(
+            conn,
+            f"⚠️ {esc(reason)} Posting to {SHOWN[channel]} is paused until "
+            f"{esc(', '.join(names))} change (get new ones with "
+            f"<code>python auth_tool.py {tool}</code>). Posts wait in the store and go out "
+            "then.",
+            key=f"posting:{channel}-refused:{fingerprint}",
+            urgent=True,
+        )
+    outbox.wake()

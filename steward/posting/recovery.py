@@ -23,13 +23,11 @@ log = logging.getLogger("steward.posting")
 
 def recover(poster: Poster) -> None:
     """At start: forget a refusal of other credentials, finish pending posts and the tick."""
-    from steward.posting.poster import refused_key
-
     for channel, fingerprint in poster.parts.fingerprints.items():
-        refused = poster.load(refused_key(channel))
+        refused = poster.load(store.refused_key(channel))
         if refused and refused != fingerprint:
             log.info("%s credentials changed since they were refused: posting again", channel)
-            poster.save(refused_key(channel), None)
+            poster.save(store.refused_key(channel), None)
     if (paused := poster.paused()) is not None:
         # The owner said stop: what a stop left pending waits for /resume_posting too.
         log.info("posting is paused (by %s): pending posts wait for the resume", paused["by"])
@@ -41,6 +39,11 @@ def recover(poster: Poster) -> None:
 
 def finish_claimed(poster: Poster) -> None:
     """Run the newest tick the scheduler claimed if a stop came before the tick began."""
+    if poster.schedule.planned_here:  # the claims are the minute looks: the plan says
+        if (planned := poster.schedule.due(poster.clock(), poster.last_tick())) is not None:
+            log.info("running the tick planned for %s, missed by a stop", planned.isoformat())
+            poster.run_tick(planned, want=poster.settings.tweets_per_tick)
+        return
     claimed = scheduler.last_claim(poster.engine, store.TICK_JOB)
     last, skipped = poster.load(store.TICK_KEY), poster.load(store.SKIPPED_KEY)
     seen = [dt.datetime.fromisoformat(at) for at in (last and last["at"], skipped) if at]

@@ -282,3 +282,11 @@ def forget_state(conn: Connection, prefix: str, before: dt.datetime) -> None:
         db.state.c.key.startswith(prefix), db.state.c.updated_at < before
     )
     conn.execute(query)
+
+
+def refused_key(channel: str) -> str:
+    return X_AUTH_KEY if channel == "x" else f"posting.{channel}.refused"
+
+
+def retry_key(channel: str) -> str:
+    return X_RETRY_KEY if channel == "x" else f"posting.{channel}.retry_at"
