@@ -58,8 +58,7 @@ class _Taken(Exception):
 class Poster:
     """What a tick, a recovery and a manual post do, for one bot. Blocking.
 
-    Its inputs are explicit (one bot's settings, its store, its outbox, its publishers) so that
-    several posters, one per bot, can live in one process."""
+    Its inputs are explicit (one bot's settings, store, outbox, publishers): one per bot."""
 
     def __init__(
         self,
@@ -228,8 +227,10 @@ class Poster:
         # Done even when cut short by an error: the owner hears why (below), and the missing
         # posts are not made up for in a burst at a later tick.
         self.save(TICK_KEY, {"at": at.isoformat(), "want": want, "done": True})
-        self.report(stuck or problems.reader_trouble(words))
         sent = sum(o.state == "sent" for o in outcomes)
+        stuck = stuck or problems.reader_trouble(words)
+        if stuck or sent:  # a tick that only met passing faults says nothing either way
+            self.report(stuck)
         log.info("tick of %s: %d sent, %d waiting", at.isoformat(), sent, len(outcomes) - sent)
         with self.engine.begin() as conn:
             store.forget_state(conn, SLOT_PREFIX, self.clock() - SLOTS_KEPT)

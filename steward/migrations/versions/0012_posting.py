@@ -1,4 +1,5 @@
-"""Posting: an in-flight claim with a lease on each post, and how often it was attempted.
+"""Posting: an in-flight claim with a lease on each post, and how often it was attempted;
+remote ids wide enough for a Bluesky at:// URI.
 
 Revision ID: 0012_posting
 Revises: 0007_watched_checks
@@ -20,10 +21,16 @@ def upgrade() -> None:
         batch.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("claimed_by", sa.String(200), nullable=True))
         batch.add_column(sa.Column("lease_until", UTCDateTime(), nullable=True))
+        batch.alter_column(
+            "remote_id", existing_type=sa.String(64), type_=sa.String(300), existing_nullable=True
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("posts") as batch:
+        batch.alter_column(
+            "remote_id", existing_type=sa.String(300), type_=sa.String(64), existing_nullable=True
+        )
         batch.drop_column("lease_until")
         batch.drop_column("claimed_by")
         batch.drop_column("attempts")
