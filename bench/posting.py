@@ -1,4 +1,4 @@
-"""Bench: composing posts against a full store, for a Tracery grammar and a printf template.
+"""Bench: composing posts against a full store, and publishing through X, Mastodon and Bluesky.
 
 Each run composes 10,000 posts from a 50,000-word list (read from a file, as POST_WORDS would
 be), deduplicated against 100,000 earlier posts already in the store, and prints posts per
@@ -6,7 +6,13 @@ second (goal: over 2,000 on SQLite) and memory: the peak RSS of the process and 
 Python allocations while composing (tracemalloc, on a separate shorter pass so that tracing does
 not slow the timed one).
 
+Then each publisher (X, Mastodon, Bluesky) runs posting ticks end to end against its fake server
+(compose, record pending with the claim, publish over loopback HTTP, mark sent) and prints posts
+per second and memory: the bytes one publisher holds once it has posted (its client, session,
+connection pool), measured with tracemalloc after the modules are imported.
+
 Run: .venv/bin/python bench/posting.py [--database-url URL] [--posts N] [--earlier N] [--words N]
+     [--published N] [--only compose|publishers]
 """
 
 from __future__ import annotations
@@ -118,6 +124,80 @@ def run(engine: sa.Engine, template, source, posts: int) -> tuple[float, int]:
     return rate, peak
 
 
+def publisher_bench(url: str, published: int) -> None:
+    """Posts/s end to end and bytes held, per publisher, each against its fake."""
+    from steward.config import load_settings
+    from steward.posting.bluesky import BlueskyPublisher
+    from steward.posting.mastodon import MastodonPublisher
+    from steward.posting.poster import Poster
+    from steward.posting.x_client import make_client
+    from steward.telegram.outbox import Outbox
+    from tests.fakes.bluesky_api import FakeBluesky
+    from tests.fakes.mastodon_api import FakeMastodon
+    from tests.fakes.x_api import FakeX
+
+    per_tick = 10
+    words = ",".join(make_words(3000, random.Random(4)))
+    with FakeX() as x, FakeMastodon() as masto, FakeBluesky() as sky:
+        x.add_user("42", "alice", "42-token", "42-secret")
+        masto.add_token("bench-token")
+        sky.add_account("alice.bsky.social", "bench-pass")
+        nets = {
+            "x": {
+                "X_CONSUMER_KEY": "ck",
+                "X_CONSUMER_SECRET": "cs",
+                "X_ACCESS_TOKEN": "42-token",
+                "X_ACCESS_SECRET": "42-secret",
+                "X_API_URL": x.url,
+            },
+            "mastodon": {"MASTODON_API_URL": masto.url, "MASTODON_ACCESS_TOKEN": "bench-token"},
+            "bluesky": {
+                "BLUESKY_HANDLE": "alice.bsky.social",
+                "BLUESKY_APP_PASSWORD": "bench-pass",
+                "BLUESKY_API_URL": sky.url,
+            },
+        }
+        makers = {
+            "x": lambda: make_client("ck", "cs", "42-token", "42-secret", api_url=x.url),
+            "mastodon": lambda: MastodonPublisher(masto.url, "bench-token"),
+            "bluesky": lambda: BlueskyPublisher(sky.url, "alice.bsky.social", "bench-pass"),
+        }
+        rows = []
+        for name, env in nets.items():
+            engine = db.make_engine(url)
+            environ = {"POST_WORDS": words, "TWEETS_PER_TICK": str(per_tick), **env}
+            settings = load_settings(environ=environ, env_file=None)
+            poster = Poster(settings, engine, Outbox(engine, None), db.utcnow)
+            at = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+            began, sent = time.perf_counter(), 0
+            while sent < published:
+                at += dt.timedelta(minutes=1)
+                sent += sum(o.state == "sent" for o in poster.run_tick(at, want=per_tick))
+            rate = sent / (time.perf_counter() - began)
+            held = _bytes_held(makers[name], name, x.url)
+            rows.append((name, sent, rate, held))
+            engine.dispose()
+    for name, sent, rate, held in rows:
+        print(
+            f"{name:9} {sent:,} posts end to end: {rate:,.0f} posts/s, {held / 1024:,.0f} KiB held"
+        )
+
+
+def _bytes_held(make, name: str, x_url: str) -> int:
+    """Bytes one publisher keeps after it has posted once (modules already imported)."""
+    from steward.posting.publishers import XPublisher
+
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    made = make()
+    publisher = XPublisher(made) if name == "x" else made
+    publisher.publish(f"memory probe {uuid.uuid4().hex}", str(random.randrange(10**9)))
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del publisher, made
+    return held
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -126,7 +206,16 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--earlier", type=int, default=100_000)
     parser.add_argument("--words", type=int, default=50_000)
+    parser.add_argument("--published", type=int, default=300, help="posts per publisher")
+    parser.add_argument("--only", choices=("compose", "publishers"))
     args = parser.parse_args()
+    if args.only == "publishers":
+        with tempfile.TemporaryDirectory() as tmp, scratch_store(args.database_url, tmp) as url:
+            engine = db.make_engine(url)
+            db.upgrade(engine)
+            engine.dispose()
+            publisher_bench(url, args.published)
+        return
 
     with tempfile.TemporaryDirectory() as tmp, scratch_store(args.database_url, tmp) as url:
         engine = db.make_engine(url)
@@ -150,9 +239,11 @@ def main() -> None:
                 f"{kind:8} {args.posts:,} posts: {rate:,.0f} posts/s ({verdict}: goal 2,000), "
                 f"composing peak {peak / 2**20:.1f} MiB traced"
             )
+        engine.dispose()
+        if args.only != "compose":
+            publisher_bench(url, args.published)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS of the whole bench: {peak_rss:.0f} MiB")
-        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ def parser() -> argparse.ArgumentParser:
         help="authorize the reader account (X_READER_ACCESS_TOKEN/_SECRET)",
     )
     x.add_argument("--env", action="store_true", help="write the values to .env")
+    md = sub.add_parser("mastodon", help="an OAuth app and access token for a Mastodon instance")
+    md.add_argument("instance", nargs="?", help="the instance, e.g. mastodon.social")
+    md.add_argument("--env", action="store_true", help="write the values to .env")
+    bs = sub.add_parser("bluesky", help="check a Bluesky app password and print the lines to set")
+    bs.add_argument("--env", action="store_true", help="write the values to .env")
     return p
 
 
@@ -45,6 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from steward.auth.telegram import discover
 
         return asyncio.run(discover(settings, wait=args.wait, env_file=env_file))
+    if args.command == "mastodon":
+        from steward.auth.fediverse import run_mastodon_auth
+
+        instance = args.instance or settings.mastodon_api_url or input("Instance: ")
+        return run_mastodon_auth(instance, env_file=env_file)
+    if args.command == "bluesky":
+        from steward.auth.fediverse import run_bluesky_auth
+
+        password = settings.bluesky_app_password
+        return run_bluesky_auth(
+            settings.bluesky_handle,
+            password.get_secret_value() if password else None,
+            settings.bluesky_api_url,
+            env_file=env_file,
+        )
     from steward.auth.x import run_x_auth
 
     return run_x_auth(settings, reader=args.reader, env_file=env_file)

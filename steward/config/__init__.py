@@ -1,7 +1,7 @@
 """Every setting, read from the environment once at start: typed, validated and documented.
 
 `Settings` is the only place that knows variable names. It is composed of one model per feature
-(`telegram.py`, `store.py`, `x.py`, `posting.py`, `training.py`, `monitoring.py`, `dialogs.py`
+(`telegram.py`, `store.py`, `x.py`, `networks.py`, `posting.py`, `training.py`, `monitoring.py`, `dialogs.py`
 beside this file); a new variable goes into its feature's model, then
 `python scripts/sync_config_docs.py` rewrites the docs. `load_settings()` reads the process
 environment over an optional `.env` file (python-dotenv semantics; a real environment variable
@@ -24,6 +24,7 @@ from steward import db
 from steward.config.dialogs import DialogSettings
 from steward.config.fields import EXIT_CONFIG, ConfigError
 from steward.config.monitoring import MonitoringSettings
+from steward.config.networks import NetworkSettings
 from steward.config.posting import PostingSettings
 from steward.config.store import StoreSettings
 from steward.config.telegram import TelegramSettings
@@ -40,6 +41,7 @@ class Settings(
     MonitoringSettings,
     TrainingSettings,
     PostingSettings,
+    NetworkSettings,
     XSettings,
     StoreSettings,
     TelegramSettings,

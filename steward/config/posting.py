@@ -23,6 +23,18 @@ class PostingSettings(SettingsPart):
         ge=1,
         description="Minutes between posting ticks.",
     )
+    post_at: str | None = env(
+        "POST_AT",
+        expect="times of day like 09:00,18:30 (in TZ)",
+        default=None,
+        description="Post at these times of day (in TZ) instead of every POST_INTERVAL.",
+    )
+    post_jitter: str | None = env(
+        "POST_JITTER",
+        expect="a span like 10m, 90s or 1h",
+        default=None,
+        description="Move each planned post by a random delay up to this span.",
+    )
     tweet_grab: int = env(
         "TWEET_GRAB",
         "tweet_grab",

@@ -14,7 +14,6 @@ import sys
 
 from steward import db
 from steward.config import Settings
-from steward.features import Services
 from steward.telegram.outbox import Outbox
 
 log = logging.getLogger("steward.posting")
@@ -24,13 +23,13 @@ FLUSH_TIMEOUT = 30.0  # seconds to deliver the outbox before leaving it to the w
 def run_post(settings: Settings, *, dry_run: bool) -> int:
     """Exit status: 0 when the tick's posts went out (or were shown), 1 with a sentence if not.
     A bad posting setting raises ConfigError (the CLI prints it and exits 78)."""
-    from steward.posting.job import Poster
+    from steward.posting.poster import Poster
 
     engine = db.make_engine(settings.database)
     try:
         outbox = Outbox(engine, settings.telegram_chat_id)
         # Settings are checked before the store is touched: a typo must not wait on a migration.
-        poster = Poster(Services(settings=settings, engine=engine, outbox=outbox, clock=db.utcnow))
+        poster = Poster(settings, engine, outbox, db.utcnow)
         problem = _prepare(engine)
         if problem:
             return _fail(problem)

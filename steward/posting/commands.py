@@ -24,7 +24,7 @@ from steward.telegram.store import outbox
 from steward.timeutil import local
 
 if TYPE_CHECKING:
-    from steward.posting.job import Poster
+    from steward.posting.poster import Poster
 
 POST_DIALOG_VERSION = 1
 CHOICES = ["Post", "Another", "Cancel"]
@@ -36,7 +36,9 @@ ICONS = {"sent": "✅", "pending": "⏳", "failed": "❌", "skipped": "⏭", "bl
 def channel_name(channel: str, telegram_chat: str | None) -> str:
     if channel == "telegram":
         return f"Telegram {telegram_chat}" if telegram_chat else "Telegram"
-    return {"x": "X", "dry-run": "dry run"}.get(channel, channel)
+    return {"x": "X", "dry-run": "dry run", "mastodon": "Mastodon", "bluesky": "Bluesky"}.get(
+        channel, channel
+    )
 
 
 def channel_link(telegram_chat: str | None) -> str | None:
@@ -107,6 +109,29 @@ def render_posts(
     return "\n".join(lines)
 
 
+QUEUE_SHOWN = 5  # next planned ticks in /queue
+
+
+def render_queue(times: Sequence[dt.datetime], per_tick: int, where: str, tz, note: str) -> str:
+    """The next planned ticks, in the owner's time zone."""
+    if not times:
+        return "No post is planned: the posting job is not scheduled."
+    lines = [f"<b>Next posts</b> ({per_tick} each, to {esc(where)}):"]
+    lines += [f"• {esc(local(t, tz))}" for t in times]
+    if note:
+        lines.append(f"<i>{esc(note)}</i>")
+    return "\n".join(lines)
+
+
+def upcoming(poster: Poster, n: int = QUEUE_SHOWN) -> list[dt.datetime]:
+    """When the next `n` ticks post: from the plan (POST_AT/POST_JITTER) or the scheduler."""
+    plan = poster.schedule
+    if plan.planned_here:
+        return plan.upcoming(poster.clock(), n)
+    first = poster.next_runs().get(store.TICK_JOB)
+    return [first + plan.interval * i for i in range(n)] if first else []
+
+
 def post_dialog(poster: Poster):
     """/post: show a draft; Post publishes it, Another makes a new one, Cancel ends."""
     chat = poster.settings.post_telegram_chat
@@ -165,8 +190,25 @@ def build(poster: Poster, services: Services) -> list[Command]:
             "▶️ Posting resumed: the next tick posts." if was else "Posting was not paused."
         )
 
+    async def queue(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        times = await asyncio.to_thread(upcoming, poster)
+        paused, blocked = await asyncio.to_thread(lambda: (poster.paused(), poster.blocked()))
+        notes = [f"paused by {paused.get('by')}: /resume_posting" if paused else ""]
+        notes += [reason for reason in blocked.values()]
+        where = " and ".join(channel_name(c, chat) for c in poster.channels)
+        await update.effective_message.reply_html(
+            render_queue(
+                times,
+                poster.settings.tweets_per_tick,
+                where,
+                poster.settings.tz,
+                "; ".join(n for n in notes if n),
+            )
+        )
+
     return [
         Command("post", "compose a post, see it, then post it or try another", post),
+        Command("queue", "when the next posts go out", queue),
         Command("posts", "the last ten posts with links", posts),
         Command("pause_posting", "skip posting ticks until /resume_posting", pause),
         Command("resume_posting", "post on schedule again", resume),

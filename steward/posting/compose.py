@@ -26,11 +26,17 @@ TRIES = 50
 BATCH = 16
 # What counts as "posted before": anything published for real. A dry run's texts count only for
 # later dry runs, so what a preview showed can still be published.
-REAL_CHANNELS = ("x", "telegram")
+REAL_CHANNELS = ("x", "telegram", "mastodon", "bluesky")
 
 
 class ComposeError(Exception):
-    """No new post could be made; `str()` is one sentence for the log or a chat."""
+    """No new post could be made; `str()` is one sentence for the log or a chat. `code` says
+    which kind of failure ("no-words", "too-long", "template", "exhausted", "busy"), so that
+    the owner is told again only when the kind changes."""
+
+    def __init__(self, reason: str, code: str = "exhausted") -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class Composer:
@@ -64,7 +70,9 @@ class Composer:
         """A text that fits every channel in `channels` and was never posted before."""
         picker = self.picker()
         if self.template.needs_words and not len(picker):
-            raise ComposeError("the word source gave no words, so the template cannot be filled")
+            raise ComposeError(
+                "the word source gave no words, so the template cannot be filled", "no-words"
+            )
         key = tuple(channels)
         ready = self._ready.setdefault(key, [])
         tried = too_long = broken = 0
@@ -102,10 +110,12 @@ class Composer:
         if too_long and too_long == tried:
             raise ComposeError(
                 f"could not make a post that fits {' and '.join(channels)} after {tried} tries:"
-                " every text was too long; shorten the template or the words"
+                " every text was too long; shorten the template or the words",
+                "too-long",
             )
         if broken == tried:
-            raise ComposeError(f"could not make a post after {tried} tries: the template {failure}")
+            reason = f"could not make a post after {tried} tries: the template {failure}"
+            raise ComposeError(reason, "template")
         raise ComposeError(
             f"could not make a new post after {tried} tries: "
             "the template and words may be exhausted"

@@ -13,7 +13,7 @@ from steward.posting.compose import ComposeError, Composer
 from steward.posting.sources import SourceError
 
 if TYPE_CHECKING:
-    from steward.posting.job import Poster
+    from steward.posting.poster import Poster
 
 
 def preview(poster: Poster, n: int) -> list[str]:
@@ -39,10 +39,16 @@ def publish_now(poster: Poster, text: str) -> list[dict]:
     channels = [c for c in poster.channels if c not in blocked]
     now = poster.clock()
     with poster.engine.begin() as conn:
-        ids = {c: store.record_pending(conn, text=text, channel=c, now=now) for c in channels}
+        ids = {
+            c: store.record_pending(conn, text=text, channel=c, now=now, claim=poster.lease())
+            for c in channels
+        }
     for channel, post_id in ids.items():
         if post_id is None:
             outcomes.append({"channel": channel, "state": "failed", "error": "already posted"})
-        else:
-            outcomes.append(poster.send(post_id, text, channel).to_json())
+            continue
+        outcome = poster.send(post_id, text, channel, attempted=False)
+        if outcome.error == "duplicate":
+            outcome.error = "the channel already has this text"
+        outcomes.append(outcome.to_json())
     return outcomes

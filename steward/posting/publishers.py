@@ -34,10 +34,28 @@ class Published:
     url: str | None = None
 
 
+@dataclass
+class Outcome:
+    channel: str
+    post_id: int
+    state: str  # "sent", "pending" (try again later), "failed"
+    url: str | None = None
+    remote_id: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def month_start(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
 class PublishError(Exception):
     """A post that did not go out. `permanent`: the same text will never go out there, so do
     not retry it; `duplicate`: the channel already has this text; `auth`: the credentials are
-    wrong or revoked (every post will fail until a person fixes them); `retry_at`: not before."""
+    wrong or revoked (every post will fail until a person fixes them); `retry_at`: not before;
+    `retry_soon`: the service answered a passing fault (500, 503): try again within minutes."""
 
     def __init__(
         self,
@@ -47,10 +65,19 @@ class PublishError(Exception):
         duplicate: bool = False,
         retry_at: dt.datetime | None = None,
         auth: bool = False,
+        retry_soon: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason, self.permanent, self.duplicate = reason, permanent, duplicate
-        self.retry_at, self.auth = retry_at, auth
+        self.retry_at, self.auth, self.retry_soon = retry_at, auth, retry_soon
+
+
+class AccountCache(Protocol):
+    """Where a publisher keeps its account's name between runs (a row of the store)."""
+
+    def load(self) -> str | None: ...
+
+    def save(self, value: str) -> None: ...
 
 
 class Publisher(Protocol):
@@ -64,9 +91,12 @@ class XPublisher:
 
     name = "x"
 
-    def __init__(self, client: tweepy.Client | LazyClient) -> None:
+    def __init__(
+        self, client: tweepy.Client | LazyClient, account: AccountCache | None = None
+    ) -> None:
         self.client = client
-        self._username: str | None = None
+        self.account = account  # keeps the @name across runs: GET /2/users/me is billed
+        self._username: str | None = account.load() if account else None
 
     def publish(self, text: str, key: str) -> Published:
         # X has no idempotency key: the store's pending row is what prevents a second attempt.
@@ -89,6 +119,8 @@ class XPublisher:
                 duplicate=error.kind is Kind.DUPLICATE,
                 retry_at=error.retry_at,
                 auth=error.kind is Kind.AUTH,
+                retry_soon=error.status is not None
+                and (error.status >= 500 or error.status == 408),
             ) from exc
         post_id = str(response.data["id"])
         return Published(post_id, f"https://x.com/{self._account()}/status/{post_id}")
@@ -101,6 +133,8 @@ class XPublisher:
 
             try:
                 self._username = self.client.get_me(user_auth=True).data.username
+                if self.account is not None:
+                    self.account.save(self._username)
             except (tweepy.TweepyException, requests.RequestException) as exc:
                 # The post is out; a link through X's alias is better than a failed publish.
                 log.warning("x: could not look up the account name: %s", classify(exc).reason)

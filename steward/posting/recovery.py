@@ -13,19 +13,21 @@ from typing import TYPE_CHECKING
 
 from steward import scheduler
 from steward.posting import store
+from steward.posting.inflight import claimant_gone
 
 if TYPE_CHECKING:
-    from steward.posting.job import Poster
+    from steward.posting.poster import Poster
 
 log = logging.getLogger("steward.posting")
 
 
 def recover(poster: Poster) -> None:
     """At start: forget a refusal of other credentials, finish pending posts and the tick."""
-    refused = poster.load(store.X_AUTH_KEY)
-    if refused and refused != poster.parts.x_fingerprint:
-        log.info("X credentials changed since X refused them: posting to X again")
-        poster.save(store.X_AUTH_KEY, None)
+    for channel, fingerprint in poster.parts.fingerprints.items():
+        refused = poster.load(store.refused_key(channel))
+        if refused and refused != fingerprint:
+            log.info("%s credentials changed since they were refused: posting again", channel)
+            poster.save(store.refused_key(channel), None)
     if (paused := poster.paused()) is not None:
         # The owner said stop: what a stop left pending waits for /resume_posting too.
         log.info("posting is paused (by %s): pending posts wait for the resume", paused["by"])
@@ -37,6 +39,11 @@ def recover(poster: Poster) -> None:
 
 def finish_claimed(poster: Poster) -> None:
     """Run the newest tick the scheduler claimed if a stop came before the tick began."""
+    if poster.schedule.planned_here:  # the claims are the minute looks: the plan says
+        if (planned := poster.schedule.due(poster.clock(), poster.last_tick())) is not None:
+            log.info("running the tick planned for %s, missed by a stop", planned.isoformat())
+            poster.run_tick(planned, want=poster.settings.tweets_per_tick)
+        return
     claimed = scheduler.last_claim(poster.engine, store.TICK_JOB)
     last, skipped = poster.load(store.TICK_KEY), poster.load(store.SKIPPED_KEY)
     seen = [dt.datetime.fromisoformat(at) for at in (last and last["at"], skipped) if at]
@@ -56,9 +63,19 @@ def finish_cut_short(poster: Poster) -> None:
 
 
 def reconcile(poster: Poster) -> int:
-    """Publish posts left pending; returns how many were settled."""
+    """Publish posts left pending whose claimant is gone; returns how many were settled.
+
+    A post another worker holds (its lease still runs) is left to it: during a deploy overlap
+    the old worker may be sending it right now."""
+
     with poster.engine.connect() as conn:
         waiting = store.pending(conn)
+    now = poster.clock()
+    waiting = [
+        p
+        for p in waiting
+        if p.lease_until is None or p.lease_until < now or claimant_gone(p.claimed_by)
+    ]
     settled, stop = 0, set(poster.blocked())
     for post in waiting:
         if post.channel in stop:
@@ -67,7 +84,9 @@ def reconcile(poster: Poster) -> int:
             with poster.engine.begin() as conn:
                 store.mark_skipped(conn, post.id, reason=f"{post.channel} is not configured")
             continue
-        outcome = poster.send(post.id, post.text, post.channel, recovering=True)
+        outcome = poster.publish_pending(post)
+        if outcome is None:
+            continue  # another worker took it meanwhile
         if outcome.state == "pending":
             stop.add(post.channel)
         else:

@@ -33,7 +33,7 @@ PAUSED_KEY = "posting.paused"  # {"by": who, "at": iso} while /pause_posting hol
 X_RETRY_KEY = "posting.x.retry_at"  # iso time X's rate limit resets
 X_AUTH_KEY = "posting.x.refused"  # fingerprint of the credentials X refused
 
-CHANNELS = ("x", "telegram", "dry-run")
+CHANNELS = ("x", "telegram", "dry-run", "mastodon", "bluesky")
 STATES = ("pending", "sent", "failed", "skipped")
 
 posts = sa.Table(
@@ -49,12 +49,19 @@ posts = sa.Table(
     sa.Column("text_hash", sa.String(64), nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("remote_id", sa.String(64), nullable=True),
+    sa.Column("remote_id", sa.String(300), nullable=True),  # a Bluesky at:// URI is long
     sa.Column("url", sa.String(500), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("sent_at", UTCDateTime(), nullable=True),
     sa.Column("tick", UTCDateTime(), nullable=True),
+    # Publishing attempts begun: after one, X's "duplicate" may be our own attempt, so it proves
+    # the post went out; before any, it means X had the text from elsewhere.
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # The worker publishing the post right now, until its lease ends (a deploy overlap: the new
+    # worker leaves an in-flight post alone while the old one may still be sending it).
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
     # Leading with text_hash, it also serves "was this text ever used" lookups.
     sa.UniqueConstraint("text_hash", "channel", name="uq_posts_text_hash_channel"),
     sa.Index("ix_posts_state_id", "state", "id"),
@@ -75,6 +82,9 @@ class Post:
     created_at: dt.datetime
     sent_at: dt.datetime | None
     tick: dt.datetime | None
+    attempts: int = 0
+    claimed_by: str | None = None
+    lease_until: dt.datetime | None = None
 
 
 def normalize(text: str) -> str:
@@ -119,8 +129,12 @@ def record_pending(
     channel: str,
     now: dt.datetime,
     tick: dt.datetime | None = None,
+    claim: tuple[str, dt.datetime] | None = None,
 ) -> int | None:
-    """Record a post about to be published; None when this text was already recorded there."""
+    """Record a post about to be published; None when this text was already recorded there.
+
+    `claim` is (worker, lease end): the post is recorded as claimed by that worker, its first
+    attempt begun, so that nobody else publishes it while the lease holds."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
     values = {
@@ -130,6 +144,9 @@ def record_pending(
         "state": "pending",
         "created_at": now,
         "tick": tick,
+        "attempts": 1 if claim else 0,
+        "claimed_by": claim[0] if claim else None,
+        "lease_until": claim[1] if claim else None,
     }
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -139,12 +156,49 @@ def record_pending(
     return conn.scalar(query)
 
 
+def claim(
+    conn: Connection,
+    post_id: int,
+    *,
+    worker: str,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+    gone: str | None = None,
+) -> int | None:
+    """Take a pending post to publish it now: the attempts begun before this one, or None when
+    it is not pending any more or another worker's lease on it still holds. `gone` names a
+    claimant known to be dead (whatever its lease says)."""
+    free = sa.or_(
+        posts.c.claimed_by.is_(None), posts.c.claimed_by == worker, posts.c.lease_until < now
+    )
+    if gone is not None:
+        free = sa.or_(free, posts.c.claimed_by == gone)
+    query = (
+        sa.update(posts)
+        .where(posts.c.id == post_id, posts.c.state == "pending", free)
+        .values(attempts=posts.c.attempts + 1, claimed_by=worker, lease_until=lease_until)
+        .returning(posts.c.attempts)
+    )
+    attempts = conn.scalar(query)
+    return None if attempts is None else attempts - 1
+
+
+def release(conn: Connection, post_id: int, worker: str) -> bool:
+    """Give up the claim on a post still pending (it waits for a retry, by anyone)."""
+    query = (
+        sa.update(posts)
+        .where(posts.c.id == post_id, posts.c.state == "pending", posts.c.claimed_by == worker)
+        .values(claimed_by=None, lease_until=None)
+    )
+    return conn.execute(query).rowcount == 1
+
+
 def _finish(conn: Connection, post_id: int, state: str, **values: Any) -> bool:
     """Move a pending post to its end state; False when it was not pending (someone else did)."""
     query = (
         sa.update(posts)
         .where(posts.c.id == post_id, posts.c.state == "pending")
-        .values(state=state, **values)
+        .values(state=state, claimed_by=None, lease_until=None, **values)
     )
     return conn.execute(query).rowcount == 1
 
@@ -189,9 +243,14 @@ def recent(conn: Connection, limit: int = 10) -> list[Post]:
     return [_post(r) for r in conn.execute(query)]
 
 
-def pending(conn: Connection, channel: str | None = None) -> list[Post]:
-    """Posts recorded but not yet published (left by a stop mid-tick), oldest first."""
+def pending(
+    conn: Connection, channel: str | None = None, *, free_at: dt.datetime | None = None
+) -> list[Post]:
+    """Posts recorded but not yet published (left by a stop mid-tick), oldest first; with
+    `free_at`, only those nobody holds a lease on at that time (whose claimant is gone)."""
     query = sa.select(posts).where(posts.c.state == "pending").order_by(posts.c.id)
+    if free_at is not None:
+        query = query.where(sa.or_(posts.c.lease_until.is_(None), posts.c.lease_until < free_at))
     if channel is not None:
         query = query.where(posts.c.channel == channel)
     return [_post(r) for r in conn.execute(query)]
@@ -210,3 +269,24 @@ def save_value(conn: Connection, key: str, value: Any, now: dt.datetime) -> None
     )
     if updated.rowcount == 0:
         conn.execute(sa.insert(db.state).values(key=key, value=value, updated_at=now))
+
+
+def slots_taken(conn: Connection, prefix: str) -> set[int]:
+    """The slot numbers of a tick already owned (`<prefix><n>` rows)."""
+    keys = conn.scalars(sa.select(db.state.c.key).where(db.state.c.key.startswith(prefix)))
+    return {int(k.rsplit(":", 1)[1]) for k in keys}
+
+
+def forget_state(conn: Connection, prefix: str, before: dt.datetime) -> None:
+    query = sa.delete(db.state).where(
+        db.state.c.key.startswith(prefix), db.state.c.updated_at < before
+    )
+    conn.execute(query)
+
+
+def refused_key(channel: str) -> str:
+    return X_AUTH_KEY if channel == "x" else f"posting.{channel}.refused"
+
+
+def retry_key(channel: str) -> str:
+    return X_RETRY_KEY if channel == "x" else f"posting.{channel}.retry_at"

@@ -47,6 +47,17 @@ class WordPicker:
     def pick(self, rng: random.Random) -> str:
         return rng.choice(self.words)
 
+    def fresh(self) -> Callable[[random.Random], str]:
+        """A picker for one text: each call a word not drawn yet in it, while any are left."""
+        left = list(self.words)
+
+        def pick(rng: random.Random) -> str:
+            if not left:
+                return rng.choice(self.words)
+            return left.pop(rng.randrange(len(left)))
+
+        return pick
+
     def distinct(self, rng: random.Random, n: int) -> list[str]:
         """`n` different words when there are that many, otherwise words that may repeat."""
         if n == 1:
@@ -107,7 +118,7 @@ class TraceryTemplate:
 
     def render(self, words: WordPicker, rng: random.Random) -> str:
         try:
-            return tracery.expand(self.rules, words.pick, rng)
+            return tracery.expand(self.rules, words.fresh(), rng)
         except tracery.GrammarError as exc:
             raise TemplateError(str(exc)) from None
 

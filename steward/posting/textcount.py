@@ -11,7 +11,9 @@ URL detection is a smaller version of twitter-text's: `http(s)://...`, `www....`
 twitter-text does). Where it is unsure it errs towards counting more, so a text it accepts is
 never rejected by X for length.
 
-Telegram counts a message's text in UTF-16 code units; the limit is 4096.
+Telegram counts a message's text in UTF-16 code units; the limit is 4096. Mastodon counts code
+points with every URL as 23; its limit is the instance's (500 unless it says otherwise). Bluesky
+counts grapheme clusters (what a reader sees as one character); the limit is 300.
 """
 
 from __future__ import annotations
@@ -22,7 +24,20 @@ import unicodedata
 X_LIMIT = 280
 X_URL_WEIGHT = 23
 TELEGRAM_LIMIT = 4096
-CHANNELS = ("x", "telegram", "dry-run")
+MASTODON_LIMIT = 500  # Mastodon's own default; an instance may allow more
+MASTODON_URL_WEIGHT = 23
+BLUESKY_LIMIT = 300
+CHANNELS = ("x", "telegram", "dry-run", "mastodon", "bluesky")
+# What joins the character before it into one grapheme cluster: combining marks, variation
+# selectors, skin tones, tags, ZWJ (with the character after it). Conservative: never fewer
+# clusters than a full UAX #29 segmentation would count, so a text accepted here fits Bluesky.
+_EXTEND = re.compile(
+    r"[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u0610-\u061a\u064b-\u065f\u0900-\u0903"
+    r"\u093a-\u094f\u0e31\u0e34-\u0e3a\u0e47-\u0e4e\u1ab0-\u1aff\u1dc0-\u1dff\u200c"
+    r"\u20d0-\u20ff\ufe00-\ufe0f\ufe20-\ufe2f\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f]"
+    r"|\u200d.|\r(?=\n)"
+)
+_FLAG = re.compile(r"[\U0001f1e6-\U0001f1ff]{2}")
 
 # Everything outside twitter-text's weight-1 ranges weighs 2.
 _HEAVY = re.compile(r"[^\u0000-\u10ff\u2000-\u200d\u2010-\u201f\u2032-\u2037]")
@@ -95,6 +110,23 @@ def x_length(text: str) -> int:
     return total + _plain_weight(text[pos:])
 
 
+def mastodon_length(text: str) -> int:
+    """Mastodon's length: code points, each URL counted as 23."""
+    total, pos = 0, 0
+    for start, end in url_spans(text):
+        total += len(text[pos:start]) + MASTODON_URL_WEIGHT
+        pos = end
+    return total + len(text[pos:])
+
+
+def graphemes(text: str) -> int:
+    """Grapheme clusters in `text` (Bluesky's length)."""
+    text = unicodedata.normalize("NFC", text)
+    flags = len(_FLAG.findall(text))
+    joined = sum(len(m.group()) for m in _EXTEND.finditer(text))
+    return len(text) - joined - flags
+
+
 def telegram_length(text: str) -> int:
     """Telegram's length of a message text: UTF-16 code units."""
     return len(text.encode("utf-16-le")) // 2
@@ -111,4 +143,8 @@ def fits(text: str, channel: str) -> bool:
         return not _INVALID.search(text) and x_length(text) <= X_LIMIT
     if channel == "telegram":
         return telegram_length(text) <= TELEGRAM_LIMIT
+    if channel == "mastodon":
+        return mastodon_length(text) <= MASTODON_LIMIT
+    if channel == "bluesky":
+        return graphemes(text) <= BLUESKY_LIMIT
     raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
+import random
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from steward.config import ConfigError, Settings
 from steward.features import Clock
+from steward.posting import store
 from steward.posting.publishers import (
     DryRunPublisher,
     Publisher,
@@ -30,12 +35,25 @@ from steward.posting.sources import (
     TimelineSource,
     WordListSource,
     WordSource,
+    russian_nouns_available,
 )
-from steward.posting.templates import Template, TemplateError, parse_template
+from steward.posting.templates import Template, TemplateError, WordPicker, parse_template
+from steward.posting.textcount import fits, x_length
+
+log = logging.getLogger("steward.posting")
+SHORTEST_TRIES = 20  # renders of a grammar with one-letter words to find its shortest text
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
 
 # Two words per post: the bundled list alone gives tens of thousands of different posts.
 DEFAULT_TEMPLATE = "{Word} and {word2}: a fine pair for today."
 X_VARIABLES = ("X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_SECRET")
+SHOWN = {"x": "X", "telegram": "Telegram", "mastodon": "Mastodon", "bluesky": "Bluesky"}
+# Per network: the variables that hold its credentials, and the auth_tool.py subcommand.
+CREDENTIALS = {
+    "x": (X_VARIABLES, "x"),
+    "mastodon": (("MASTODON_ACCESS_TOKEN",), "mastodon"),
+    "bluesky": (("BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD"), "bluesky"),
+}
 DRY_RUN_HINT = f"dry-run: set {', '.join(X_VARIABLES)} to post to X"
 
 
@@ -47,6 +65,8 @@ class Parts:
     words_shown: str
     publishers: dict[str, Publisher]  # channel name -> publisher, in publishing order
     x_fingerprint: str | None  # identifies the X credentials without revealing them
+    # Each network's credentials' fingerprint: a refusal pauses the channel until they change.
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 def credentials_fingerprint(credentials: tuple[str, ...], api_url: str) -> str:
@@ -70,12 +90,97 @@ def build_parts(settings: Settings, outbox, engine: Engine, clock: Clock) -> Par
     credentials = _x_credentials(settings)
     if credentials is not None:
         fingerprint = credentials_fingerprint(credentials, settings.x_api_url)
-        publishers["x"] = XPublisher(LazyClient(*credentials, api_url=settings.x_api_url))
+        client = LazyClient(*credentials, api_url=settings.x_api_url)
+        account = StateCache(engine, f"posting.x.account:{fingerprint}", clock)
+        publishers["x"] = XPublisher(client, account)
     if settings.post_telegram_chat:
         publishers["telegram"] = TelegramChannelPublisher(outbox, settings.post_telegram_chat)
+    fingerprints = {"x": fingerprint} if fingerprint else {}
+    for publisher, secret_fingerprint in _fediverse(settings):
+        publishers[publisher.name] = publisher
+        fingerprints[publisher.name] = secret_fingerprint
     if not publishers:
         publishers["dry-run"] = DryRunPublisher()
-    return Parts(template, shown, words, words_shown, publishers, fingerprint)
+    _check_fits(template, list(publishers))
+    warn_russian(settings, raw)
+    return Parts(template, shown, words, words_shown, publishers, fingerprint, fingerprints)
+
+
+def _fediverse(settings: Settings) -> list[tuple[Publisher, str]]:
+    """Mastodon and Bluesky publishers, when both of each one's variables are set."""
+    from steward.posting.bluesky import BlueskyPublisher
+    from steward.posting.mastodon import MastodonPublisher
+
+    out: list[tuple[Publisher, str]] = []
+    url, token = settings.mastodon_api_url, settings.mastodon_access_token
+    if (url is None) != (token is None):
+        name = "MASTODON_API_URL" if url is None else "MASTODON_ACCESS_TOKEN"
+        raise ConfigError(name, "is not set, while the other Mastodon variable is", "both")
+    if url and token:
+        secret = token.get_secret_value()
+        out.append((MastodonPublisher(url, secret), credentials_fingerprint((secret,), url)))
+    handle, password = settings.bluesky_handle, settings.bluesky_app_password
+    if (handle is None) != (password is None):
+        name = "BLUESKY_HANDLE" if handle is None else "BLUESKY_APP_PASSWORD"
+        raise ConfigError(name, "is not set, while the other Bluesky variable is", "both")
+    if handle and password:
+        secret, api = password.get_secret_value(), settings.bluesky_api_url
+        publisher = BlueskyPublisher(api, handle.lstrip("@"), secret)
+        out.append((publisher, credentials_fingerprint((handle, secret), api)))
+    return out
+
+
+class StateCache:
+    """One value kept in the store's `state` table under `key` (an account name, say)."""
+
+    def __init__(self, engine: Engine, key: str, clock: Clock) -> None:
+        self.engine, self.key, self.clock = engine, key, clock
+
+    def load(self) -> str | None:
+
+        try:
+            with self.engine.connect() as conn:
+                return store.load_value(conn, self.key)
+        except sa.exc.SQLAlchemyError:
+            return None  # not migrated yet (a dry run's first look): ask the network
+
+    def save(self, value: str) -> None:
+
+        with self.engine.begin() as conn:
+            store.save_value(conn, self.key, value, self.clock())
+
+
+def _check_fits(template: Template, channels: list[str]) -> None:
+    """A template whose shortest texts (one-letter words) fit no channel can never post: say so
+    at start. One that fits only channels without X's 280 posts there (X is told at the tick)."""
+    rng, shortest = random.Random(0), WordPicker(["a"])
+    lengths = []
+    for _ in range(SHORTEST_TRIES):
+        try:
+            text = template.render(shortest, rng).strip()
+        except TemplateError:
+            continue
+        if any(fits(text, channel) for channel in channels):
+            return
+        lengths.append(x_length(text))
+    if lengths:
+        raise ConfigError(
+            "POST_TEMPLATE",
+            f"makes texts of at least {min(lengths)} characters even with one-letter words, "
+            f"too long for {' and '.join(channels)}",
+            "a template whose texts fit (X counts at most 280 characters)",
+        )
+
+
+def warn_russian(settings: Settings, raw: str | None) -> None:
+    """Russian words without pymorphy3 go out as they are (verbs, adjectives): say so once."""
+    sample = " ".join(filter(None, [raw, settings.post_words]))
+    if _CYRILLIC.search(sample) and not russian_nouns_available():
+        log.warning(
+            "POST_TEMPLATE or POST_WORDS is Russian but pymorphy3 is not installed: words are "
+            "used as they are, verbs and adjectives too; pip install 'steward[russian]' "
+            "(or add pymorphy3 to requirements.txt) to keep only nouns"
+        )
 
 
 def _x_credentials(settings: Settings) -> tuple[str, str, str, str] | None:

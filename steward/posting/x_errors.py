@@ -122,3 +122,8 @@ def _short(exc: BaseException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"
     return f"{type(exc).__name__}: {text}"[:200]
+
+
+def rate_limited(cause: BaseException | None) -> bool:
+    """Whether a publish failed on X's rate limit (for errors that carry no reset time)."""
+    return cause is not None and classify(cause).kind is Kind.RATE_LIMITED

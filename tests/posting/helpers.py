@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from steward.config import load_settings
 from steward.features import Services
 from steward.posting import store
-from steward.posting.job import Poster
+from steward.posting.poster import Poster
 from steward.telegram.outbox import Outbox
 from steward.telegram.store import outbox as outbox_table
 from tests.worker_process import ROOT
@@ -33,7 +33,7 @@ def services(engine, clock, **env: str) -> Services:
 
 def poster(engine, clock, **env: str) -> Poster:
     """A fresh Poster, as after a restart: nothing carried over but the store."""
-    return Poster(services(engine, clock, **env))
+    return Poster.from_services(services(engine, clock, **env))
 
 
 def x_env(fake, **env: str) -> dict[str, str]:

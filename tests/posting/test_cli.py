@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from steward import db
+from steward.posting.sources import russian_nouns_available
 from tests.fakes.x_api import FakeX
 from tests.posting.helpers import bot, rows, x_env
 from tests.worker_process import clean_env
@@ -66,6 +69,27 @@ def test_post_with_a_broken_template_exits_78_with_one_line(tmp_path):
     result = bot(clean_env(POST_TEMPLATE="100% sure"), tmp_path, "post")
     assert result.returncode == 78
     assert result.stdout.strip().count("\n") == 0 and "POST_TEMPLATE" in result.stdout
+
+
+def test_post_asks_x_for_the_account_name_once_not_on_every_run(tmp_path, fake):
+    env = clean_env(DATABASE_URL=store_url(tmp_path), **x_env(fake))
+    for _ in range(2):
+        assert bot(env, tmp_path, "post").returncode == 0
+    assert [c["path"] for c in fake.calls].count("/2/users/me") == 1
+    assert all(r.url.startswith("https://x.com/alice/") for r in stored(tmp_path))
+
+
+def test_a_template_that_can_never_fit_exits_78_at_start(tmp_path):
+    result = bot(clean_env(POST_TEMPLATE="{word} " + "much too long " * 30), tmp_path, "post")
+    assert result.returncode == 78, result.stdout
+    assert "POST_TEMPLATE" in result.stdout and "too long for dry-run" in result.stdout
+
+
+@pytest.mark.skipif(russian_nouns_available(), reason="pymorphy3 is installed here")
+def test_a_russian_template_without_pymorphy3_is_warned_about_at_start(tmp_path):
+    env = clean_env(POST_TEMPLATE="%s – это когда тебя любят.")
+    result = bot(env, tmp_path, "post", "--dry-run")
+    assert result.returncode == 0 and "pymorphy3 is not installed" in result.stdout
 
 
 def test_a_seed_style_environment_posts_through_the_fake_x_end_to_end(tmp_path, fake):

@@ -70,8 +70,10 @@ def fake():
 
 
 def left_pending(engine, clock, text: str, channel: str = "x") -> int:
+    """A post a killed worker recorded and began to publish (its lease has run out)."""
+    gone = ("gone:1", clock() - dt.timedelta(seconds=1))
     with engine.begin() as conn:
-        return store.record_pending(conn, text=text, channel=channel, now=clock())
+        return store.record_pending(conn, text=text, channel=channel, now=clock(), claim=gone)
 
 
 def test_a_post_recorded_but_never_sent_goes_out_once_at_start(engine, fake):

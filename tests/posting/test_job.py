@@ -9,7 +9,7 @@ import pytest
 from telegram import Bot
 
 from steward.config import ConfigError
-from steward.posting.job import TICK_KEY, build_feature
+from steward.posting.job import TICK_KEY, build_feature, status_lines
 from steward.posting.wiring import DRY_RUN_HINT
 from steward.telegram.sender import OutboxSender
 from steward.telegram.sinks import TelegramSink
@@ -118,7 +118,7 @@ def test_a_429_skips_ticks_until_x_says_the_limit_resets(engine, clock, fake):
     p = poster(engine, clock, **env)
     assert p.scheduled_tick(clock()) == []
     assert len(tweet_calls(fake)) == 1, "no call to X while the limit holds"
-    assert any("rate limit" in line for line in p.status_lines())
+    assert any("rate limit" in line for line in status_lines(p))
     clock.advance(minutes=6)
     poster(engine, clock, **env).scheduled_tick(clock())
     assert len(fake.posts) == 2, "the waiting post and the new tick's post"
@@ -134,7 +134,7 @@ def test_refused_credentials_alert_the_owner_once_and_pause_until_they_change(en
     alerts = [r for r in outbox_rows(engine) if r.key and r.key.startswith("posting:x-refused:")]
     assert len(alerts) == 1 and alerts[0].urgent
     assert "wrong-secret-value" not in alerts[0].text + alerts[0].key
-    assert "wrong-secret-value" not in str(poster(engine, clock, **wrong).status_lines())
+    assert "wrong-secret-value" not in str(status_lines(poster(engine, clock, **wrong)))
     fixed = poster(engine, clock, **x_env(fake))
     fixed.recover()
     assert len(fake.posts) == 1, "the post that waited goes out once the keys are fixed"
@@ -150,7 +150,7 @@ def test_the_monthly_cap_stops_x_posts_until_next_month(engine, fake):
     p = poster(engine, clock, **env)
     p.scheduled_tick(clock())
     assert len(fake.posts) == 2
-    assert "X posts this month: 2 of 2" in p.status_lines()
+    assert "X posts this month: 2 of 2" in status_lines(p)
     notices = [r for r in outbox_rows(engine) if r.key == "posting:cap:2026-03"]
     assert len(notices) == 1
     clock.advance(hours=2)  # April
@@ -163,7 +163,7 @@ def test_a_pause_holds_across_a_restart_and_shows_in_the_status(engine, clock, f
     p = poster(engine, clock, **x_env(fake))
     assert p.scheduled_tick(clock()) == []
     assert fake.posts == []
-    assert any(line.startswith("paused by @owner") for line in p.status_lines())
+    assert any(line.startswith("paused by @owner") for line in status_lines(p))
     p.set_paused(None)
     poster(engine, clock, **x_env(fake)).scheduled_tick(clock())
     assert len(fake.posts) == 1

@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from steward import db
+from steward.posting.bluesky import BlueskyPublisher
+from steward.posting.mastodon import MastodonPublisher
 from steward.posting.publishers import (
     DryRunPublisher,
     Published,
@@ -52,7 +54,13 @@ def calls_to(fake: FakeX, path: str) -> int:
 
 
 def test_every_publisher_is_named_after_a_store_channel(x, outbox):
-    publishers = [x, TelegramChannelPublisher(outbox, "@channel"), DryRunPublisher()]
+    publishers = [
+        x,
+        TelegramChannelPublisher(outbox, "@channel"),
+        DryRunPublisher(),
+        MastodonPublisher("https://mastodon.example", "token"),
+        BlueskyPublisher("https://bsky.example", "me.bsky.social", "app-pass"),
+    ]
     assert sorted(p.name for p in publishers) == sorted(CHANNELS)
 
 

@@ -185,3 +185,9 @@ def test_slots_may_have_any_name_and_a_name_repeats_its_word():
         first, rest = text.split(" meets ")
         adj, noun = rest.rstrip(".").split(" ")
         assert first == noun.capitalize() and adj != noun
+
+
+def test_each_tracery_word_slot_draws_a_fresh_word_while_any_are_left():
+    grammar = json.dumps({"origin": "#word# #word# #word#"})
+    for text in renders(grammar, words=WordPicker(["owl", "fox", "elk"])):
+        assert sorted(text.split()) == ["elk", "fox", "owl"], text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steward.posting.textcount import fits, telegram_length, url_spans, x_length
+from steward.posting.textcount import fits, graphemes, telegram_length, url_spans, x_length
 
 LONG_URL = "https://example.com/" + "path/" * 40
 
@@ -73,5 +73,13 @@ def test_it_counts_telegram_text_in_utf16_units_up_to_4096():
 def test_it_holds_a_dry_run_to_xs_rule_and_rejects_unknown_channels():
     assert fits("a" * 280, "dry-run")
     assert not fits("a" * 281, "dry-run")
-    with pytest.raises(ValueError, match="unknown channel 'mastodon'"):
-        fits("hi", "mastodon")
+    with pytest.raises(ValueError, match="unknown channel 'myspace'"):
+        fits("hi", "myspace")
+
+
+def test_mastodon_counts_a_link_as_23_and_bluesky_counts_graphemes():
+    link = "https://example.com/" + "a" * 100
+    assert fits("x" * 476 + " " + link, "mastodon") and not fits("x" * 478 + " " + link, "mastodon")
+    family, flag, accent = "👨\u200d👩\u200d👧", "🇫🇷", "e\u0301"
+    assert graphemes(family + flag + accent) == 3
+    assert fits(family * 300, "bluesky") and not fits(family * 301, "bluesky")

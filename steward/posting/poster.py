@@ -1,0 +1,399 @@
+"""The posting service: each tick composes TWEETS_PER_TICK new posts and publishes each once.
+
+How a tick stays exactly-once through a crash at any point:
+1. The tick is written to the `state` row `posting.tick` ({at, want, done}) before anything else
+   of posting's. The scheduler claims the tick (job_claims) just before, so a kill between the
+   two leaves a claimed tick that never began and is never due again: at start, a claim newer
+   than the last tick begun or skipped on purpose (`posting.tick.skipped`) is run then.
+2. Each of its `want` posts is a numbered slot. One transaction inserts the slot's `state` row
+   (its primary key: one owner per slot, whatever the number of workers) and the post as
+   `pending` on every channel it goes to.
+3. The post is published under an in-flight claim (inflight.py), then marked `sent`.
+Pending posts whose claimant is gone are published again: X's 403 "duplicate content" after an
+attempt of ours proves it went out (marked sent); on a first attempt X had the text before us
+(marked failed, never sent; the tick makes another). The Telegram channel's outbox key
+`post:<id>` makes a second attempt a no-op. X's 429 skips X until its reset; its 401/403
+pauses X (and alerts the owner once) until the credentials change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from steward import db
+from steward.config import Settings
+from steward.features import Clock, Services
+from steward.posting import inflight, problems, recovery, schedule, store
+from steward.posting.compose import ComposeError, Composer
+from steward.posting.inflight import LEASE, claimant_gone
+from steward.posting.publishers import Outcome, Published, PublishError, month_start
+from steward.posting.sources import SourceError
+from steward.posting.store import (
+    PAUSED_KEY,
+    SKIPPED_KEY,
+    TICK_KEY,
+)
+from steward.posting.wiring import SHOWN, Parts, build_parts
+from steward.posting.x_errors import rate_limited
+
+log = logging.getLogger("steward.posting")
+
+SLOT_PREFIX = "posting.slot:"
+SLOTS_KEPT = dt.timedelta(days=7)
+RATE_LIMIT_FALLBACK = dt.timedelta(minutes=15)  # a 429 without a reset header
+RETRY_DELAYS = (10.0, 30.0, 80.0)  # seconds before retrying a 500/503, within the tick's slot
+REGENERATE = 5  # new texts tried when X calls a fresh one a duplicate
+
+
+class _Taken(Exception):
+    """The composed text was recorded by someone else meanwhile: compose another."""
+
+
+class Poster:
+    """What a tick, a recovery and a manual post do, for one bot. Blocking.
+
+    Its inputs are explicit (one bot's settings, store, outbox, publishers): one per bot."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine,
+        outbox,
+        clock: Clock,
+        *,
+        parts: Parts | None = None,
+        next_runs: Callable[[], dict[str, dt.datetime | None]] = lambda: {},
+        worker: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.outbox = outbox
+        self.clock = clock
+        self.parts = parts or build_parts(settings, outbox, engine, clock)
+        self.schedule = schedule.from_settings(settings)
+        self.next_runs = next_runs
+        self.worker = worker or inflight.worker_name(self)
+        self.retry_delays: tuple[float, ...] = RETRY_DELAYS
+        self.stopping = threading.Event()  # set at stop: a back-off wait ends at once
+        self.rng = random.Random()
+        self.problem: str | None = None  # why the last tick made fewer posts than wanted
+
+    @classmethod
+    def from_services(cls, services: Services) -> Poster:
+        return cls(
+            services.settings,
+            services.engine,
+            services.outbox,
+            services.clock,
+            next_runs=lambda: services.next_runs(),
+        )
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.parts.publishers)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.channels == ["dry-run"]
+
+    # -- state -------------------------------------------------------------------------------
+
+    def load(self, key: str):
+        with self.engine.connect() as conn:
+            return store.load_value(conn, key)
+
+    def save(self, key: str, value) -> None:
+        with self.engine.begin() as conn:
+            store.save_value(conn, key, value, self.clock())
+
+    def paused(self) -> dict | None:
+        return self.load(PAUSED_KEY) or None
+
+    def set_paused(self, by: str | None) -> None:
+        value = {"by": by, "at": self.clock().isoformat()} if by else None
+        self.save(PAUSED_KEY, value)
+
+    def blocked(self) -> dict[str, str]:
+        """Channels that must not be posted to now, with the reason."""
+        out: dict[str, str] = {}
+        now = self.clock()
+        for channel, fingerprint in self.parts.fingerprints.items():
+            if self.load(store.refused_key(channel)) == fingerprint:
+                out[channel] = f"{SHOWN[channel]} refused the credentials; paused until they change"
+            elif (retry := self.load(store.retry_key(channel))) and dt.datetime.fromisoformat(
+                retry
+            ) > now:
+                out[channel] = f"{SHOWN[channel]}'s rate limit holds until {retry[:19]} UTC"
+        limit = self.settings.post_monthly_limit
+        if (
+            "x" in self.parts.publishers
+            and "x" not in out
+            and limit
+            and self.month_count() >= limit
+        ):
+            out["x"] = f"POST_MONTHLY_LIMIT={limit} reached for this month"
+        return out
+
+    def last_tick(self) -> dt.datetime | None:
+        """The newest tick begun or skipped on purpose."""
+        last, skipped = self.load(TICK_KEY), self.load(SKIPPED_KEY)
+        seen = [dt.datetime.fromisoformat(at) for at in (last and last["at"], skipped) if at]
+        return max(seen, default=None)
+
+    def month_count(self) -> int:
+        with self.engine.connect() as conn:
+            return store.month_count(conn, month_start(self.clock()), "x")
+
+    # -- start -------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """At start: finish what a stop or a crash left (see recovery.py)."""
+        recovery.recover(self)
+
+    # -- a tick ------------------------------------------------------------------------------
+
+    def scheduled_tick(self, at: dt.datetime) -> list[Outcome]:
+        if self.schedule.planned_here:  # the job looks each minute; post at a planned time
+            planned = self.schedule.due(at, self.last_tick())
+            if planned is None:
+                return []
+            at = planned
+        if (paused := self.paused()) is not None:
+            log.info("posting is paused (by %s): tick skipped", paused.get("by"))
+            self.save(SKIPPED_KEY, at.isoformat())
+            return []
+        recovery.reconcile(self)
+        recovery.finish_cut_short(self)  # one left over from a stop while posting was paused
+        return self.run_tick(at, want=self.settings.tweets_per_tick)
+
+    def run_tick(self, at: dt.datetime, *, want: int, resume: bool = False) -> list[Outcome]:
+        self.problem = None
+        blocked = self.blocked()
+        channels = [c for c in self.channels if c not in blocked]
+        for channel, reason in blocked.items():
+            log.info("not posting to %s this tick: %s", channel, reason)
+            if reason.startswith("POST_MONTHLY_LIMIT"):
+                self._cap_notice()
+        if not channels:
+            self.problem = "nothing posted: " + "; ".join(blocked.values())
+            self.save(SKIPPED_KEY, at.isoformat())
+            return []
+        if not resume:
+            self.save(TICK_KEY, {"at": at.isoformat(), "want": want, "done": False})
+        with self.engine.connect() as conn:
+            taken = store.slots_taken(conn, f"{SLOT_PREFIX}{at.isoformat()}:")
+        words = self.parts.words(at)
+        composer = Composer(self.parts.template, words, self.engine, self.rng)
+        outcomes: list[Outcome] = []
+        stuck: problems.Problem | None = None
+        for slot in range(want):
+            if slot in taken:
+                continue
+            channels = self._within_cap(channels)
+            if not channels:
+                self.problem = self.problem or "POST_MONTHLY_LIMIT reached during the tick"
+                break
+            try:
+                made = self._post_slot(at, slot, channels, composer)
+            except (ComposeError, SourceError) as exc:
+                code = getattr(exc, "code", None)
+                if code == "too-long" and len(channels) > 1 and "x" in channels:
+                    # Only X's 280 cannot be met: the channels without that limit go on.
+                    stuck = problems.from_error(exc, "X")
+                    log.warning("not posting to X: %s", exc)
+                    channels = [c for c in channels if c != "x"]
+                    try:
+                        made = self._post_slot(at, slot, channels, composer)
+                    except (ComposeError, SourceError) as again:
+                        exc = again
+                    else:
+                        outcomes += made
+                        continue
+                log.warning("tick of %s: no post made: %s", at.isoformat(), exc)
+                self.problem = f"no post made: {exc}"
+                if getattr(exc, "code", None) != "busy":
+                    stuck = problems.from_error(exc)
+                break
+            outcomes += made
+            for held in [o for o in made if o.state == "pending"]:
+                self.problem = f"{held.channel}: {held.error}"
+                channels = [c for c in channels if c != held.channel]
+        # Done even when cut short by an error: the owner hears why (below), and the missing
+        # posts are not made up for in a burst at a later tick.
+        self.save(TICK_KEY, {"at": at.isoformat(), "want": want, "done": True})
+        sent = sum(o.state == "sent" for o in outcomes)
+        stuck = stuck or problems.reader_trouble(words)
+        if stuck or sent:  # a tick that only met passing faults says nothing either way
+            self.report(stuck)
+        log.info("tick of %s: %d sent, %d waiting", at.isoformat(), sent, len(outcomes) - sent)
+        with self.engine.begin() as conn:
+            store.forget_state(conn, SLOT_PREFIX, self.clock() - SLOTS_KEPT)
+        return outcomes
+
+    def report(self, problem: problems.Problem | None) -> None:
+        """Record why posting is stuck (None: it works) and tell the owner when that changed."""
+        with self.engine.begin() as conn:
+            told = problems.record(conn, self.outbox, problem, self.clock())
+        if told:
+            self.outbox.wake()
+
+    def _within_cap(self, channels: list[str]) -> list[str]:
+        limit = self.settings.post_monthly_limit
+        if "x" not in channels or not limit or self.month_count() < limit:
+            return channels
+        self._cap_notice()
+        return [c for c in channels if c != "x"]
+
+    def _cap_notice(self) -> None:
+        limit = self.settings.post_monthly_limit
+        month = month_start(self.clock()).strftime("%Y-%m")
+        self.outbox.notify(
+            f"Posting to X stopped for {month}: POST_MONTHLY_LIMIT={limit} posts are out. "
+            "It goes on next month, or raise the limit.",
+            key=f"posting:cap:{month}",
+        )
+
+    def _post_slot(self, at, slot, channels, composer) -> list[Outcome]:
+        for _attempt in range(REGENERATE):
+            text = composer.compose(channels)
+            try:
+                ids = self._claim(at, slot, text, channels)
+            except _Taken:
+                continue
+            if ids is None:
+                return []  # another worker owns this slot
+            outcomes = []
+            for channel, post_id in ids.items():
+                outcome = self.send(post_id, text, channel, attempted=False)
+                if outcome.error == "duplicate":
+                    outcome = self._regenerate(at, composer, channel) or outcome
+                outcomes.append(outcome)
+            return outcomes
+        raise ComposeError("every new text was taken by another worker meanwhile", "busy")
+
+    def lease(self) -> tuple[str, dt.datetime]:
+        """The in-flight claim a post recorded now carries: this poster, until the lease ends."""
+        return self.worker, self.clock() + LEASE
+
+    def _claim(self, at, slot, text, channels) -> dict[str, int] | None:
+        now = self.clock()
+        key = f"{SLOT_PREFIX}{at.isoformat()}:{slot}"
+        try:
+            with self.engine.begin() as conn:
+                row = {"key": key, "value": {"hash": store.text_hash(text)}, "updated_at": now}
+                conn.execute(sa.insert(db.state).values(**row))
+                ids = {}
+                for channel in channels:
+                    post_id = store.record_pending(
+                        conn, text=text, channel=channel, now=now, tick=at, claim=self.lease()
+                    )
+                    if post_id is None:
+                        raise _Taken
+                    ids[channel] = post_id
+                return ids
+        except sa.exc.IntegrityError:
+            return None
+
+    def _regenerate(self, at, composer, channel: str) -> Outcome | None:
+        """The channel had a fresh text before we sent it (the refused post is marked failed,
+        never sent): post another in its place. None when no other text could be recorded."""
+        outcome = None
+        for _ in range(REGENERATE):
+            text = composer.compose([channel])
+            with self.engine.begin() as conn:
+                post_id = store.record_pending(
+                    conn, text=text, channel=channel, now=self.clock(), tick=at, claim=self.lease()
+                )
+            if post_id is None:
+                continue
+            outcome = self.send(post_id, text, channel, attempted=False)
+            if outcome.error != "duplicate":
+                return outcome
+        return outcome
+
+    def publish_pending(self, post: store.Post) -> Outcome | None:
+        """Publish a post left pending, if its claimant is gone; None when another holds it."""
+        worker, until = self.lease()
+        gone = post.claimed_by if claimant_gone(post.claimed_by) else None
+        with self.engine.begin() as conn:
+            before = store.claim(
+                conn, post.id, worker=worker, now=self.clock(), lease_until=until, gone=gone
+            )
+        if before is None:
+            return None
+        return self.send(post.id, post.text, post.channel, attempted=before > 0)
+
+    def send(self, post_id: int, text: str, channel: str, *, attempted: bool) -> Outcome:
+        """Publish a post this poster holds. `attempted`: an earlier attempt may have reached
+        the channel, so its "duplicate" answer proves the post is out."""
+        publisher = self.parts.publishers[channel]
+        delays = self._retry_delays()
+        while True:
+            try:
+                published: Published = publisher.publish(text, str(post_id))
+                break
+            except PublishError as exc:
+                if not exc.retry_soon or not delays or not self._wait(delays.pop(0), post_id):
+                    return self._failed(post_id, channel, exc, attempted)
+                attempted = True  # the failed request may have reached the channel all the same
+        with self.engine.begin() as conn:
+            store.mark_sent(
+                conn, post_id, now=self.clock(), remote_id=published.remote_id, url=published.url
+            )
+        return Outcome(channel, post_id, "sent", published.url, published.remote_id)
+
+    def _retry_delays(self) -> list[float]:
+        """Back-off before each retry of a passing fault, kept inside half the tick's slot."""
+        room, out = self.settings.post_interval * 60 / 2, []
+        for delay in self.retry_delays:
+            if sum(out) + delay > room:
+                break
+            out.append(delay)
+        return out
+
+    def _wait(self, delay: float, post_id: int) -> bool:
+        """Sleep before a retry, holding the post; False when a stop came or the claim is lost."""
+        log.warning("post %d: a passing fault; retrying in %g s", post_id, delay)
+        if self.stopping.wait(delay):
+            return False
+        worker, until = self.lease()
+        with self.engine.begin() as conn:  # renew the lease: this poster is still at it
+            held = store.claim(conn, post_id, worker=worker, now=self.clock(), lease_until=until)
+        return held is not None
+
+    def _failed(self, post_id, channel, exc: PublishError, attempted: bool) -> Outcome:
+        now = self.clock()
+        if exc.duplicate and attempted:
+            # An earlier attempt of ours reached the channel before a stop: it is out, once.
+            with self.engine.begin() as conn:
+                store.mark_sent(conn, post_id, now=now)
+            return Outcome(channel, post_id, "sent")
+        if exc.duplicate:
+            # Our first attempt: the channel had this text from elsewhere. Never "sent".
+            with self.engine.begin() as conn:
+                store.mark_failed(conn, post_id, error="the channel already has this text")
+            return Outcome(channel, post_id, "failed", error="duplicate")
+        with self.engine.begin() as conn:
+            store.release(conn, post_id, self.worker)  # any worker may retry it (or it ends)
+        if exc.auth:
+            problems.refused(
+                self.engine, self.outbox, channel, exc.reason, self.parts.fingerprints, self.clock()
+            )
+        elif exc.retry_at is not None or rate_limited(exc.__cause__):
+            retry_at = exc.retry_at or now + RATE_LIMIT_FALLBACK
+            self.save(store.retry_key(channel), retry_at.isoformat())
+            log.warning("%s: skipping %s until %s", exc.reason, channel, retry_at.isoformat())
+        elif exc.permanent:
+            with self.engine.begin() as conn:
+                store.mark_failed(conn, post_id, error=exc.reason)
+            log.warning("post %d refused by %s for good: %s", post_id, channel, exc.reason)
+            return Outcome(channel, post_id, "failed", error=exc.reason)
+        else:
+            log.warning("post %d to %s waits for a retry: %s", post_id, channel, exc.reason)
+        return Outcome(channel, post_id, "pending", error=exc.reason)

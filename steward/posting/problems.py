@@ -1,0 +1,123 @@
+"""Why posting cannot work, told to the owner once per reason, with the fix.
+
+An unattended bot that stops posting must say so: out of words, a template too long for X, an
+empty or unreadable reader timeline, X refusing the tokens. A tick that hits one of these
+records a `Problem` in the `state` row `posting.problem`; the owner is told in the chat when the
+kind of problem changes (not at every tick), in the same transaction as the row, and again when
+posting works again. /status shows the problem while it lasts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from steward.posting import store
+from steward.posting.compose import ComposeError
+from steward.posting.sources import SourceError
+from steward.posting.wiring import CREDENTIALS, SHOWN
+from steward.telegram.formatting import esc
+
+log = logging.getLogger("steward.posting")
+
+PROBLEM_KEY = "posting.problem"  # {"code", "reason", "fix", "since"} while posting is stuck
+
+READER_FIX = (
+    "Check the reader account's tokens X_READER_ACCESS_TOKEN and X_READER_ACCESS_SECRET "
+    "(new ones with python auth_tool.py x), or unset them to use the other word sources."
+)
+FIXES = {
+    "no-words": "Give words: POST_WORDS, POST_FEED_URL or a reader timeline that has posts.",
+    "too-long": "Shorten POST_TEMPLATE or the words (X counts at most 280 characters).",
+    "template": "Fix the grammar in POST_TEMPLATE (a rule that expands itself forever?).",
+    "exhausted": "Every text the template can make was posted: add words (POST_WORDS) or "
+    "variety to POST_TEMPLATE.",
+    "reader": READER_FIX,
+    "source": "Check the word source named above (POST_WORDS, POST_FEED_URL).",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str  # the kind: the owner hears again only when it changes
+    reason: str
+    fix: str
+
+    def to_json(self, since: dt.datetime) -> dict:
+        return {
+            "code": self.code,
+            "reason": self.reason,
+            "fix": self.fix,
+            "since": since.isoformat(),
+        }
+
+
+def from_error(exc: ComposeError | SourceError, channel: str | None = None) -> Problem:
+    if isinstance(exc, SourceError):
+        code = "reader" if "reader" in str(exc) else "source"
+    else:
+        code = exc.code
+    where = f"{channel}: " if channel else ""
+    return Problem(code, f"{where}{exc}", FIXES.get(code, FIXES["exhausted"]))
+
+
+def reader_trouble(source) -> Problem | None:
+    """The reader timeline failing while kept words still serve (they will run out)."""
+    found = [getattr(source, "problem", None), *getattr(source, "problems", [])]
+    troubles = [p for p in found if p and "reader" in p]
+    if not troubles:
+        return None
+    return Problem("reader", troubles[0], READER_FIX)
+
+
+def record(conn, outbox, problem: Problem | None, now: dt.datetime) -> bool:
+    """Store the tick's problem and, when its kind changed, the message that says so, in the
+    caller's transaction. True when a message was queued (wake the outbox after the commit)."""
+    was = store.load_value(conn, PROBLEM_KEY)
+    if problem is None:
+        if not was:
+            return False
+        store.save_value(conn, PROBLEM_KEY, None, now)
+        outbox.notify_in(
+            conn, "✅ Posting works again.", key=f"posting:problem:ok:{was.get('since')}"
+        )
+        return True
+    if was and was.get("code") == problem.code:
+        return False  # told already; the reason's details may move, the kind did not
+    value = problem.to_json(now)
+    store.save_value(conn, PROBLEM_KEY, value, now)
+    outbox.notify_in(
+        conn,
+        f"⚠️ Posting is stuck: {esc(problem.reason)}\nFix: {esc(problem.fix)}",
+        key=f"posting:problem:{problem.code}:{value['since']}",
+        urgent=True,
+    )
+    return True
+
+
+def status_line(value: dict | None) -> str | None:
+    if not value:
+        return None
+    return f"⚠️ stuck since {value['since'][:16]}: {value['reason']} Fix: {value['fix']}"
+
+
+def refused(
+    engine, outbox, channel: str, reason: str, fingerprints: dict, now: dt.datetime
+) -> None:
+    """Pause a channel whose credentials were refused, and say so, in one transaction."""
+    fingerprint = fingerprints.get(channel)
+    names, tool = CREDENTIALS[channel]
+    log.error("%s Posting to %s is paused until the credentials change.", reason, channel)
+    with engine.begin() as conn:
+        store.save_value(conn, store.refused_key(channel), fingerprint, now)
+        outbox.notify_in(
+            conn,
+            f"⚠️ {esc(reason)} Posting to {SHOWN[channel]} is paused until "
+            f"{esc(', '.join(names))} change (get new ones with "
+            f"<code>python auth_tool.py {tool}</code>). Posts wait in the store and go out "
+            "then.",
+            key=f"posting:{channel}-refused:{fingerprint}",
+            urgent=True,
+        )
+    outbox.wake()
