@@ -1,8 +1,8 @@
 """Every setting, read from the environment once at start: typed, validated and documented.
 
 `Settings` is the only place that knows variable names. It is composed of one model per feature
-(`telegram.py`, `store.py`, `x.py`, `networks.py`, `posting.py`, `training.py`, `monitoring.py`, `dialogs.py`
-beside this file); a new variable goes into its feature's model, then
+(`telegram.py`, `store.py`, `x.py`, `networks.py`, `posting.py`, `training.py`, `monitoring.py`,
+`dialogs.py` beside this file); a new variable goes into its feature's model, then
 `python scripts/sync_config_docs.py` rewrites the docs. `load_settings()` reads the process
 environment over an optional `.env` file (python-dotenv semantics; a real environment variable
 always wins) and raises `ConfigError` with one sentence naming the variable and the expected form.
