@@ -104,6 +104,19 @@ class Event:
     duration: dt.timedelta | None = None  # how long the outage (or blind spell) lasted
 
 
+def judge(sample: Sample, rules: Rules, band: str | None = None) -> Sample:
+    """The sample marked bad when its value is past its band (given the band already held, for
+    the hysteresis), so the store, the chart, the CLI's exit status and the log agree with the
+    alert. A sample already bad or unknown is left as it is."""
+    if sample.status != GOOD or sample.value is None:
+        return sample
+    held = _band(band, sample.value, rules)
+    if held is None:
+        return sample
+    details = {**sample.details, "band": held}
+    return dataclasses.replace(sample, status=BAD, details=details)
+
+
 def alert_key(check: str, since: dt.datetime) -> str:
     return f"alert:{check}:{since.isoformat()}"
 

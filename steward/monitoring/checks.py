@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from steward import db
-from steward.monitoring.alerts import BAD, GOOD, UNSURE, Sample
+from steward.monitoring.alerts import BAD, GOOD, UNSURE, Sample, judge
+from steward.monitoring.options import ChecksError
 from steward.monitoring.spec import CheckSpec
 
 CHECK_CONCURRENCY = 100  # checks in flight at once
@@ -94,7 +95,11 @@ class Runner:
 
         return list(await asyncio.gather(*(one(spec) for spec in specs)))
 
-    async def run_one(self, spec: CheckSpec) -> Sample:
+    async def run_one(self, spec: CheckSpec, band: str | None = None) -> Sample:
+        """One run of one check, judged against its band (`band`: the one its alert holds)."""
+        return judge(await self._run_one(spec), spec.rules, band)
+
+    async def _run_one(self, spec: CheckSpec) -> Sample:
         at = self.clock()
         kind = {"http": self._http, "tcp": self._tcp, "evm_lag": self._evm, "python": self._python}
         try:
@@ -243,11 +248,7 @@ class Runner:
 
     def _function(self, target: str) -> Callable[[], Any]:
         if target not in self._functions:
-            module, _, name = target.partition(":")
-            function = getattr(importlib.import_module(module), name)
-            if not callable(function):
-                raise AttributeError(f"{name} is not a function")
-            self._functions[target] = function
+            self._functions[target] = load_function(target)
         return self._functions[target]
 
     def _in_thread(self, name: str, function: Callable[[], Any]) -> asyncio.Future:
@@ -265,6 +266,29 @@ class Runner:
         future = asyncio.get_running_loop().run_in_executor(self._threads, call)
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         return asyncio.shield(future)
+
+
+def check_functions(specs: Iterable[CheckSpec]) -> None:
+    """Refuse, like any bad config, a python check whose function cannot be loaded: a typo in
+    CHECKS must stop the deploy, not become an "unknown" nobody looks at."""
+    for spec in specs:
+        if spec.kind != "python":
+            continue
+        try:
+            load_function(str(spec.function))
+        except Exception as exc:  # an import runs the module's code: anything can go wrong
+            raise ChecksError(
+                f"check {spec.name!r} has the function {spec.function!r}, which cannot be "
+                f"loaded ({_error(exc)}); expected python:package.module:function on the path"
+            ) from None
+
+
+def load_function(target: str) -> Callable[[], Any]:
+    module, _, name = target.partition(":")
+    function = getattr(importlib.import_module(module), name)
+    if not callable(function):
+        raise AttributeError(f"{name} is not a function")
+    return function
 
 
 class RpcError(Exception):

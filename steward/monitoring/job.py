@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from steward.config import ConfigError
 from steward.features import Feature, Job, Services
 from steward.monitoring import charts, store, watched
-from steward.monitoring.alerts import ALERTING, UNKNOWN, Event, step
-from steward.monitoring.checks import Runner
+from steward.monitoring.alerts import ALERTING, UNKNOWN, Event, judge, step
+from steward.monitoring.checks import Runner, check_functions
 from steward.monitoring.messages import render_events
 from steward.monitoring.options import ChecksError
+from steward.monitoring.redact import redact
 from steward.monitoring.spec import CheckSpec, load_checks
 from steward.telegram.formatting import TEXT_LIMIT
 
@@ -140,16 +141,18 @@ class Monitor:
         """Run the checks once, store and step, announce; returns the events announced."""
         samples = await self.runner.run(specs)
         ran = {spec.name: spec for spec in specs}
-        events = await asyncio.to_thread(self._record, samples, ran)
+        samples, events = await asyncio.to_thread(self._record, samples, ran)
         if events:
             await self._announce(events, {**self.specs, **ran})
         bad = sum(s.status == "bad" for s in samples)
         log.info("checked %d (%d bad), %d events", len(samples), bad, len(events))
         return events
 
-    def _record(self, samples, specs: dict[str, CheckSpec]) -> list[Event]:
+    def _record(self, samples, specs: dict[str, CheckSpec]) -> tuple[list, list[Event]]:
         now = self.clock()
         states = store.load_states(self.engine, [s.check for s in samples])
+        # The runner judged each value against its band; held bands (hysteresis) are known here.
+        samples = [judge(s, specs[s.check].rules, states[s.check].band) for s in samples]
         steps, events = [], []
         for sample in samples:
             old = states[sample.check]
@@ -169,7 +172,7 @@ class Monitor:
         lost = {s.check for s in samples} - won
         if lost:
             log.info("alert state moved elsewhere meanwhile, not announcing: %s", sorted(lost))
-        return [e for e in events if e.check in won]
+        return samples, [e for e in events if e.check in won]
 
     async def _announce(self, events: list[Event], specs: dict[str, CheckSpec]) -> None:
         tz, outbox = self.settings.tz, self.services.outbox
@@ -240,9 +243,10 @@ def build_feature(services: Services) -> Feature:
     settings = services.settings
     try:
         specs = load_checks(settings.checks, settings.checks_file)
+        check_functions(specs)
     except ChecksError as exc:
         variable = "CHECKS_FILE" if settings.checks_file and not settings.checks else "CHECKS"
-        raise ConfigError(variable, f"is not valid: {exc}") from None
+        raise ConfigError(variable, redact(f"is not valid: {exc}")) from None
     from steward.monitoring import commands, dialogs
 
     # On even without CHECKS: /watch adds checks while the worker runs.
