@@ -95,6 +95,9 @@ def panels(
                 y_label=_label(spec),
                 rollup_min=lows,
                 rollup_max=highs,
+                # A missing hour breaks the line; the hourly spacing itself does not.
+                min_gap=store.HOUR * 1.5,
+                span=(start, now),
             )
         else:
             panel = plots.Panel(
@@ -104,6 +107,7 @@ def panels(
                 band=spec.band(),
                 shade=bad_stretches(samples),
                 y_label=_label(spec),
+                span=(start, now),
             )
         out.append(panel)
     return out
