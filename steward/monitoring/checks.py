@@ -14,6 +14,7 @@ import datetime as dt
 import importlib
 import inspect
 import json
+import logging
 import math
 import statistics
 import time
@@ -28,6 +29,7 @@ from steward import db
 from steward.monitoring.alerts import BAD, GOOD, UNSURE, Sample, judge
 from steward.monitoring.options import ChecksError
 from steward.monitoring.spec import CheckSpec
+from steward.timeutil import human
 
 CHECK_CONCURRENCY = 100  # checks in flight at once
 PYTHON_THREADS = 8  # python checks in flight at once (each blocks a thread)
@@ -35,6 +37,9 @@ MAX_BODY = 1_000_000  # bytes of a response body read for `contains` and `condit
 KEEPALIVE = 20  # idle connections kept between ticks
 GRACE = 1.0  # seconds past a check's timeout before the runner gives up on it
 ERROR_CHARS = 200
+# What a request on a pooled connection the other side had closed fails with.
+STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+log = logging.getLogger("steward.monitoring")
 
 
 def display_url(url: str) -> str:
@@ -107,14 +112,22 @@ class Runner:
         except TimeoutError:
             status = UNSURE if spec.kind == "python" else BAD
             return Sample(at, spec.name, status, None, {"error": _timed_out(spec)})
+        except Exception as exc:
+            # A target no library can even try (a 64-character DNS label raises UnicodeError, a
+            # soft hyphen httpx.InvalidURL): this check cannot be evaluated; the others in its
+            # tick go on.
+            log.warning("check %s could not run: %s", spec.name, _error(exc, spec.url))
+            return Sample(at, spec.name, UNSURE, None, {"error": _error(exc, spec.url)})
 
     # -- http ----------------------------------------------------------------------------
 
     async def _http(self, spec: CheckSpec, at: dt.datetime) -> Sample:
         began = time.perf_counter()
         try:
-            async with self.client.stream("GET", spec.url, timeout=spec.timeout) as response:
-                body = await _read(response, MAX_BODY if spec.contains or spec.condition else 0)
+            try:
+                response, body = await self._get(spec)
+            except STALE:
+                response, body = await self._get(spec)  # a pooled connection closed meanwhile
         except httpx.TimeoutException:
             return Sample(at, spec.name, BAD, None, {"error": _timed_out(spec)})
         except httpx.HTTPError as exc:
@@ -137,6 +150,12 @@ class Runner:
                 if not good:
                     details["error"] = f"{spec.condition.source} failed: {why}"
         return Sample(at, spec.name, GOOD if good else BAD, ms, details)
+
+    async def _get(self, spec: CheckSpec) -> tuple[httpx.Response, bytes]:
+        async with self.client.stream("GET", str(spec.url), timeout=spec.timeout) as response:
+            return response, await _read(
+                response, MAX_BODY if spec.contains or spec.condition else 0
+            )
 
     # -- tcp -----------------------------------------------------------------------------
 
@@ -162,8 +181,11 @@ class Runner:
     async def _evm(self, spec: CheckSpec, at: dt.datetime) -> Sample:
         # Ask the node and every reference at the same moment, so blocks made in between
         # do not count as lag.
+        # Each answer is timed on its own: httpx's timeout is per phase (a node dripping its
+        # answer never trips it), and a late reference must count toward the quorum rather
+        # than run the whole check past its time and make the node look down.
         answers = await asyncio.gather(
-            *(self._block_number(url, spec.timeout) for url in (spec.url, *spec.references)),
+            *(self._height_within(url, spec.timeout) for url in (spec.url, *spec.references)),
             return_exceptions=True,
         )
         mine, refs = answers[0], answers[1:]
@@ -191,8 +213,7 @@ class Runner:
         details["median"] = median
         lag = float(median - mine)
         if spec.stall_after is not None and at - since >= spec.stall_after:
-            minutes = int((at - since).total_seconds() // 60)
-            details["error"] = f"height {mine} unchanged for {minutes} min"
+            details["error"] = f"height {mine} unchanged for {human(at - since)}"
             return Sample(at, spec.name, BAD, lag, details)
         return Sample(at, spec.name, GOOD, lag, details)
 
@@ -203,10 +224,21 @@ class Runner:
             return at
         return known[1]
 
+    async def _height_within(self, url: str, timeout: float) -> int:
+        try:
+            return await asyncio.wait_for(self._block_number(url, timeout), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no answer within {timeout:g}s") from None
+
     async def _block_number(self, url: str, timeout: float) -> int:
         payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
         try:
-            response = await self.client.post(url, json=payload, timeout=timeout)
+            try:
+                response = await self.client.post(url, json=payload, timeout=timeout)
+            except STALE:
+                # A pooled connection the node had closed meanwhile (seen with anvil): the
+                # question is idempotent, so it is asked once more on a fresh connection.
+                response = await self.client.post(url, json=payload, timeout=timeout)
         except httpx.TimeoutException:
             raise TimeoutError(f"no answer within {timeout:g}s") from None
         if response.status_code != 200:
