@@ -15,8 +15,9 @@ the alert band; an "unknown" sample is one the check could not evaluate):
     UNKNOWN --(fail_threshold bad in a row)--> ALERTING                 event "alert"
 
 Unknown samples neither break nor extend a good or bad streak: a flaky reference node must not
-hide an outage, nor end one. While a check is muted the state still moves, but no event is
-produced; an outage that began during a mute is announced once the mute is over.
+hide an outage, nor end one. While a check is muted the state still moves, but no alert is
+produced; an outage (or blind spell) that began during a mute is announced once the mute is
+over, and the end of one announced before the mute is still said.
 """
 
 from __future__ import annotations
@@ -214,7 +215,9 @@ def _good(s: AlertState, sample: Sample, rules: Rules, now: dt.datetime, muted: 
     kind: EventKind = "recovered" if s.state == ALERTING else "known"
     said = s.alert_key
     done = dataclasses.replace(s, state=OK, since=ended, alert_key=None, last_notified_at=None)
-    if said is None or muted:
+    # An outage that was announced gets its end said even during a mute (it is not urgent: a
+    # muted chat holds it); one that began and ended unannounced is not news.
+    if said is None:
         return done, []
     key = f"{kind}:{s.check}:{(s.since or ended).isoformat()}"
     duration = ended - s.since if s.since is not None else None
@@ -224,13 +227,16 @@ def _good(s: AlertState, sample: Sample, rules: Rules, now: dt.datetime, muted: 
 
 def _unsure(s: AlertState, sample: Sample, rules: Rules, now: dt.datetime, muted: bool):
     s = dataclasses.replace(s, unknown_streak=s.unknown_streak + 1)
-    if s.state not in (OK, PENDING) or s.unknown_streak < rules.fail_threshold:
+    if s.state == UNKNOWN and s.alert_key is None and not muted:
+        pass  # a blind spell that began during a mute: announce it now that the mute is over
+    elif s.state not in (OK, PENDING) or s.unknown_streak < rules.fail_threshold:
         return s, []
-    s = dataclasses.replace(
-        s, state=UNKNOWN, since=sample.time, bad_streak=0, ok_streak=0, alert_key=None
-    )
+    else:
+        s = dataclasses.replace(
+            s, state=UNKNOWN, since=sample.time, bad_streak=0, ok_streak=0, alert_key=None
+        )
     if muted:
         return s, []
-    key = f"unknown:{s.check}:{sample.time.isoformat()}"
+    key = f"unknown:{s.check}:{(s.since or sample.time).isoformat()}"
     s = dataclasses.replace(s, alert_key=key, last_notified_at=now)
     return s, [_event("unknown", s, sample, key)]
