@@ -61,9 +61,14 @@ def _label(spec: CheckSpec) -> str:
 
 
 def panels(
-    engine: Engine, specs: Sequence[CheckSpec], window: dt.timedelta, now: dt.datetime
+    engine: Engine,
+    specs: Sequence[CheckSpec],
+    window: dt.timedelta,
+    now: dt.datetime,
+    recent: Sequence[Sample] = (),
 ) -> list:
-    """One panel per check over the last `window`; long windows from the hourly rollups."""
+    """One panel per check over the last `window`; long windows from the hourly rollups.
+    `recent`: samples not stored yet (an alert's chart is drawn before its tick commits)."""
     from steward import plots
 
     start = now - window
@@ -74,6 +79,9 @@ def panels(
     rolled_until = {name: hours[-1].hour + store.HOUR for name, hours in rolled.items() if hours}
     raw_from = min((rolled_until.get(name, start) for name in names), default=start)
     raw = store.read_samples(engine, names, raw_from, details=False)
+    for sample in recent:
+        if sample.check in raw:
+            raw[sample.check].append(sample)
     out = []
     for spec in specs:
         samples = raw[spec.name]
@@ -120,8 +128,9 @@ def render(
     now: dt.datetime,
     tz: dt.tzinfo,
     title: str,
+    recent: Sequence[Sample] = (),
 ) -> bytes:
     """A PNG of the checks over the window, one panel each (call it in a thread)."""
     from steward import plots
 
-    return plots.render_series(panels(engine, specs, window, now), tz=tz, title=title)
+    return plots.render_series(panels(engine, specs, window, now, recent), tz=tz, title=title)

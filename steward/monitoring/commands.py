@@ -25,7 +25,7 @@ from steward.timeutil import human, local, parse_duration
 if TYPE_CHECKING:
     import datetime as dt
 
-    from steward.monitoring.job import Monitor
+    from steward.monitoring.monitor import Monitor
     from steward.monitoring.spec import CheckSpec
 
 CSV_USAGE = "Usage: /csv <check> [hour|day|week|30d]"

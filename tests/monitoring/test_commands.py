@@ -13,7 +13,7 @@ from steward import db
 from steward.config import load_settings
 from steward.features import Services
 from steward.monitoring import commands
-from steward.monitoring.job import Monitor
+from steward.monitoring.monitor import Monitor
 from steward.monitoring.spec import load_checks
 from steward.telegram.outbox import Outbox
 from tests.command_calls import command_caller

@@ -12,7 +12,8 @@ from steward.config import load_settings
 from steward.features import Services
 from steward.monitoring import commands, store
 from steward.monitoring.cli import run_checks_once
-from steward.monitoring.job import Monitor, build_feature
+from steward.monitoring.job import build_feature
+from steward.monitoring.monitor import Monitor
 from steward.monitoring.spec import load_checks
 from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
@@ -224,4 +225,43 @@ async def test_a_check_muted_on_its_own_says_nothing_even_when_urgent(world, ser
     server.routes["/api"] = Route(500, b"")
     await ticks(world, monitor, 5)
     assert world.rows() == []
+    await monitor.stop()
+
+
+async def test_an_alert_whose_message_cannot_be_written_is_not_marked_announced(world, server):
+    """The alert's state and the outbox row that announces it commit together: a failed insert
+    (here a trigger refusing it, as a full disk would) leaves the alert to be announced later."""
+    monitor = world.monitor()
+    server.routes["/api"] = Route(500, b"")
+    await ticks(world, monitor, 2)
+    with world.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'full'); END"
+        )
+    with pytest.raises((sa.exc.DatabaseError, RuntimeError)):  # said in the log, not swallowed
+        await ticks(world, monitor, 1)
+    with world.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse")
+    await ticks(world, monitor, 1)
+    (alert,) = world.rows()
+    assert alert.key.startswith("alert:api:")
+    await monitor.stop()
+
+
+async def test_twenty_checks_down_at_once_make_one_photo_within_telegram_s_limits(world, server):
+    server.routes["/down"] = Route(500, b"")
+    checks = "; ".join(f"c{n:02d}={server.url('/down')}" for n in range(20))
+    outbox = Outbox(world.engine, "1001", clock=world.clock)
+    services = Services(
+        settings=world.settings, engine=world.engine, outbox=outbox, clock=world.clock
+    )
+    monitor = Monitor(services, load_checks(checks))
+    await ticks(world, monitor, 3)
+    (alert,) = world.rows()
+    width = int.from_bytes(alert.photo[16:20], "big")
+    height = int.from_bytes(alert.photo[20:24], "big")
+    assert width + height <= 10_000 and height / width <= 20
+    assert height <= 6 * 260 + 60, "six panels at most"
+    for n in range(20):
+        assert f"<b>c{n:02d}</b> is down" in alert.caption  # the sender cuts what is too long
     await monitor.stop()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from steward.config import load_settings
 from steward.features import Services
 from steward.monitoring import commands, dialogs, store
-from steward.monitoring.job import Monitor
+from steward.monitoring.monitor import Monitor
 from steward.monitoring.spec import load_checks
 from steward.telegram.dialogs import Answer, DialogEngine
 from steward.telegram.outbox import Outbox
