@@ -18,7 +18,7 @@ from telegram.ext import ContextTypes
 
 from steward.features import Command
 from steward.monitoring import charts, store
-from steward.monitoring.messages import NO_CHECKS, render_checks, render_result
+from steward.monitoring.messages import NO_CHECKS, checks_pages, render_result
 from steward.telegram.formatting import esc
 from steward.timeutil import human, local, parse_duration
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from steward.monitoring.monitor import Monitor
     from steward.monitoring.spec import CheckSpec
 
+CHECKS_USAGE = "Usage: /checks [page]"
 CSV_USAGE = "Usage: /csv <check> [hour|day|week|30d]"
 UNWATCH_USAGE = "Usage: /unwatch <name> (a check added with /watch)"
 BUSY = "Finish the conversation in progress first, or /cancel it."
@@ -125,10 +126,20 @@ def build(monitor: Monitor) -> list[Command]:
     tz = monitor.settings.tz
 
     async def checks(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        if len(args) > 1 or (args and not args[0].isdigit()):
+            await update.effective_message.reply_text(CHECKS_USAGE)
+            return
         await monitor.refresh()
         states = await asyncio.to_thread(store.load_states, monitor.engine, list(monitor.specs))
-        text = render_checks(monitor.specs.values(), states, tz, monitor.clock())
-        await update.effective_message.reply_html(text)
+        pages = checks_pages(monitor.specs.values(), states, tz, monitor.clock())
+        page = int(args[0]) if args else 1
+        if not 1 <= page <= len(pages):
+            await update.effective_message.reply_text(
+                f"There are {len(pages)} pages of checks: /checks 1 to /checks {len(pages)}."
+            )
+            return
+        await update.effective_message.reply_html(pages[page - 1])
 
     async def check(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
@@ -207,7 +218,7 @@ def build(monitor: Monitor) -> list[Command]:
             await update.effective_message.reply_text(BUSY)
 
     return [
-        Command("checks", "every check: state, last value, since when", checks),
+        Command("checks", "every check: state, last value, since when: /checks [page]", checks),
         Command("check", "run a check now: /check <name>", check),
         Command("hour", "chart of the last hour: /hour [check...]", chart("hour")),
         Command("day", "chart of the last day: /day [check...]", chart("day")),
