@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 
 from steward.config import ConfigError
 from steward.features import Feature, Job, Services
@@ -31,7 +32,7 @@ def build_feature(services: Services) -> Feature:
     # On even without CHECKS: /watch adds checks while the worker runs.
     monitor = Monitor(services, specs)
     jobs = [
-        Job(f"monitoring.every_{seconds}s", dt.timedelta(seconds=seconds), _tick(monitor, group))
+        Job(group_job_name(seconds, group), dt.timedelta(seconds=seconds), _tick(monitor, group))
         for seconds, group in monitor.groups().items()
     ]
     jobs.append(Job("monitoring.watched", watched.CADENCE, monitor.watched_tick))
@@ -55,6 +56,14 @@ def build_feature(services: Services) -> Feature:
         status=monitor.status_lines,
     )
     return feature
+
+
+def group_job_name(seconds: int, group: list[CheckSpec]) -> str:
+    """The job of one group of configured checks, named after what it runs: two workers with
+    different CHECKS (a deploy's overlap) get different jobs, so neither's tick claim can stand
+    for the other's checks; workers with the same CHECKS share one job and claim each tick once."""
+    digest = hashlib.sha256(repr(sorted(group, key=lambda s: s.name)).encode()).hexdigest()
+    return f"monitoring.every_{seconds}s.{digest[:10]}"
 
 
 def _tick(monitor: Monitor, group: list[CheckSpec]):

@@ -153,7 +153,9 @@ def test_the_feature_groups_checks_by_interval_and_offers_the_check_mutes(sqlite
     feature = build_feature(services)
     assert feature.enabled
     assert feature.summary == "3 checks (http, tcp) every 30s, 300s"
-    assert [(j.name, j.every) for j in feature.jobs] == [
+    assert [
+        (j.name.rsplit(".", 1)[0] if ".every_" in j.name else j.name, j.every) for j in feature.jobs
+    ] == [
         ("monitoring.every_30s", dt.timedelta(seconds=30)),
         ("monitoring.every_300s", dt.timedelta(minutes=5)),
         ("monitoring.watched", dt.timedelta(seconds=10)),
@@ -265,3 +267,20 @@ async def test_twenty_checks_down_at_once_make_one_photo_within_telegram_s_limit
     for n in range(20):
         assert f"<b>c{n:02d}</b> is down" in alert.caption  # the sender cuts what is too long
     await monitor.stop()
+
+
+def test_workers_with_different_checks_tick_under_different_jobs(sqlite_url, server):
+    """During a deploy's overlap the old and the new worker each claim their own checks' ticks;
+    with one shared job, the winner's tick ran only its own CHECKS."""
+    engine = db.make_engine(sqlite_url)
+
+    def jobs(checks: str) -> list[str]:
+        settings = load_settings({"CHECKS": checks}, env_file=None)
+        feature = build_feature(Services(settings, engine, Outbox(engine, None), db.utcnow))
+        return [j.name for j in feature.jobs if ".every_" in j.name]
+
+    old = jobs(f"a={server.url('/api')}")
+    new = jobs(f"a={server.url('/api')}; b={server.url('/web')}")
+    assert old != new
+    assert jobs(f"a={server.url('/api')}") == old
+    engine.dispose()
