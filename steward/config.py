@@ -304,6 +304,12 @@ class Settings(BaseSettings):
         ge=5,
         description="Default seconds between runs of a check.",
     )
+    checks_allow_private: bool = _env(
+        "CHECKS_ALLOW_PRIVATE",
+        expect="true or false",
+        default=False,
+        description="Let /watch add link-local and cloud-metadata targets (CHECKS always may).",
+    )
     samples_retention_days: int = _env(
         "SAMPLES_RETENTION_DAYS",
         expect="days as a whole number, e.g. 30",

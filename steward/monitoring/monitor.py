@@ -115,7 +115,15 @@ class Monitor:
 
     def add_watched(self, options: dict, chat_id: str | None, user_id: int | None) -> str | None:
         """Store a check from /watch (call in a thread); None, or why it was not added."""
-        problem = watched.add(self.engine, options, self.configured, chat_id, user_id, self.clock())
+        problem = watched.add(
+            self.engine,
+            options,
+            self.configured,
+            chat_id,
+            user_id,
+            self.clock(),
+            allow_private=self.settings.checks_allow_private,
+        )
         if problem is None:
             self.watched = self.load_watched()
         return problem
