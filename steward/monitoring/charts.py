@@ -56,7 +56,14 @@ def bad_hours(hours: Sequence[store.Rollup]) -> list[tuple[dt.datetime, dt.datet
 
 def _label(spec: CheckSpec) -> str:
     unit = UNITS.get(spec.kind, "")
-    kind = {"http": "response", "tcp": "connect", "evm_lag": "lag", "python": "value"}[spec.kind]
+    kind = {
+        "http": "response",
+        "tcp": "connect",
+        "evm_lag": "lag",
+        "python": "value",
+        "tls": "certificate",
+        "dns": "lookup",
+    }[spec.kind]
     return f"{kind}, {unit}" if unit else kind
 
 

@@ -26,8 +26,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from steward import db
+from steward.monitoring import probes
 from steward.monitoring.alerts import BAD, GOOD, UNSURE, Sample, judge
 from steward.monitoring.options import ChecksError
+from steward.monitoring.request import header_values
 from steward.monitoring.spec import CheckSpec
 from steward.timeutil import human
 
@@ -106,7 +108,14 @@ class Runner:
 
     async def _run_one(self, spec: CheckSpec) -> Sample:
         at = self.clock()
-        kind = {"http": self._http, "tcp": self._tcp, "evm_lag": self._evm, "python": self._python}
+        kind = {
+            "http": self._http,
+            "tcp": self._tcp,
+            "evm_lag": self._evm,
+            "python": self._python,
+            "tls": probes.tls,
+            "dns": probes.dns,
+        }
         try:
             return await asyncio.wait_for(kind[spec.kind](spec, at), spec.timeout + GRACE)
         except TimeoutError:
@@ -152,7 +161,14 @@ class Runner:
         return Sample(at, spec.name, GOOD if good else BAD, ms, details)
 
     async def _get(self, spec: CheckSpec) -> tuple[httpx.Response, bytes]:
-        async with self.client.stream("GET", str(spec.url), timeout=spec.timeout) as response:
+        body = spec.body.encode() if spec.body is not None else None
+        headers = header_values(spec)
+        if body is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json" if _is_json(spec.body) else "text/plain"
+        request = self.client.stream(
+            spec.method, str(spec.url), headers=headers, content=body, timeout=spec.timeout
+        )
+        async with request as response:
             return response, await _read(
                 response, MAX_BODY if spec.contains or spec.condition else 0
             )
@@ -337,6 +353,14 @@ async def _read(response: httpx.Response, limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(chunks)[:limit]
+
+
+def _is_json(text: str | None) -> bool:
+    try:
+        json.loads(text or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _timed_out(spec: CheckSpec) -> str:

@@ -15,7 +15,7 @@ from steward.monitoring.spec import CheckSpec
 from steward.telegram.formatting import CAPTION_LIMIT, TEXT_LIMIT, esc, visible_length
 from steward.timeutil import human, local
 
-UNITS = {"http": "ms", "tcp": "ms", "evm_lag": "blocks", "python": ""}
+UNITS = {"http": "ms", "tcp": "ms", "evm_lag": "blocks", "python": "", "tls": "days", "dns": "ms"}
 ICONS = {"OK": "🟢", PENDING: "🟡", ALERTING: "🔴", UNKNOWN: "⚪"}
 NO_CHECKS = "No checks yet: set CHECKS, or add one with /watch."
 SHORT_LIST = 20  # up to this many checks, /checks is a plain list in their order
@@ -153,8 +153,10 @@ def checks_pages(
 def describe(spec: CheckSpec, default_interval: int) -> str:
     """One check as a sentence (the /watch summary); URLs by scheme and host only, since RPC
     URLs often carry an API key."""
-    if spec.kind == "tcp":
+    if spec.kind in ("tcp", "tls"):
         target = f"{spec.host}:{spec.port}"
+    elif spec.kind == "dns":
+        target = str(spec.host)
     elif spec.kind == "python":
         target = str(spec.function)
     else:
