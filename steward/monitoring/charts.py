@@ -15,6 +15,7 @@ from steward.monitoring import store
 from steward.monitoring.alerts import BAD, Sample
 from steward.monitoring.messages import UNITS
 from steward.monitoring.spec import CheckSpec
+from steward.monitoring.uptime import percent
 
 WINDOWS = {
     "hour": dt.timedelta(hours=1),
@@ -67,6 +68,13 @@ def _label(spec: CheckSpec) -> str:
     return f"{kind}, {unit}" if unit else kind
 
 
+def _title(spec: CheckSpec, count: int, bad: int) -> str:
+    """The check's name and its uptime over the window drawn."""
+    if not count:
+        return spec.name
+    return f"{spec.name}: {percent(100.0 * (count - bad) / count)} up"
+
+
 def panels(
     engine: Engine,
     specs: Sequence[CheckSpec],
@@ -101,8 +109,10 @@ def panels(
             values = [h.mean for h in hours] + [s.value for s in recent]
             lows = [h.min for h in hours] + [s.value for s in recent]
             highs = [h.max for h in hours] + [s.value for s in recent]
+            count = sum(h.count for h in hours) + len(recent)
+            bad = sum(h.bad for h in hours) + sum(s.status == BAD for s in recent)
             panel = plots.Panel(
-                title=spec.name,
+                title=_title(spec, count, bad),
                 times=times,
                 values=values,
                 band=spec.band(),
@@ -115,8 +125,9 @@ def panels(
                 span=(start, now),
             )
         else:
+            bad = sum(s.status == BAD for s in samples)
             panel = plots.Panel(
-                title=spec.name,
+                title=_title(spec, len(samples), bad),
                 times=[s.time for s in samples],
                 values=[s.value for s in samples],
                 band=spec.band(),

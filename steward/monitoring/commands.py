@@ -19,6 +19,7 @@ from telegram.ext import ContextTypes
 from steward.features import Command
 from steward.monitoring import charts, store
 from steward.monitoring.messages import NO_CHECKS, checks_pages, render_result
+from steward.monitoring.uptime import uptime
 from steward.telegram.formatting import esc
 from steward.timeutil import human, local, parse_duration
 
@@ -131,8 +132,11 @@ def build(monitor: Monitor) -> list[Command]:
             await update.effective_message.reply_text(CHECKS_USAGE)
             return
         await monitor.refresh()
-        states = await asyncio.to_thread(store.load_states, monitor.engine, list(monitor.specs))
-        pages = checks_pages(monitor.specs.values(), states, tz, monitor.clock())
+        names = list(monitor.specs)
+        states = await asyncio.to_thread(store.load_states, monitor.engine, names)
+        now = monitor.clock()
+        up = await asyncio.to_thread(uptime, monitor.engine, names, now)
+        pages = checks_pages(monitor.specs.values(), states, tz, now, uptimes=up)
         page = int(args[0]) if args else 1
         if not 1 <= page <= len(pages):
             await update.effective_message.reply_text(
@@ -152,7 +156,8 @@ def build(monitor: Monitor) -> list[Command]:
             return
         spec = monitor.specs[args[0]]
         sample = await monitor.runner.run_one(spec)
-        await update.effective_message.reply_html(render_result(sample, spec, tz))
+        up = await asyncio.to_thread(uptime, monitor.engine, [spec.name], monitor.clock())
+        await update.effective_message.reply_html(render_result(sample, spec, tz, up[spec.name]))
 
     def chart(window_name: str):
         window = charts.WINDOWS[window_name]

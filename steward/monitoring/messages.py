@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from steward.monitoring.alerts import ALERTING, PENDING, UNKNOWN, AlertState, Event, Sample
 from steward.monitoring.checks import display_url
 from steward.monitoring.spec import CheckSpec
+from steward.monitoring.uptime import percent, summary
 from steward.telegram.formatting import CAPTION_LIMIT, TEXT_LIMIT, esc, visible_length
 from steward.timeutil import human, local
 
@@ -81,7 +82,13 @@ def render_events(
     return "\n".join(lines)
 
 
-def state_line(state: AlertState, spec: CheckSpec, tz: dt.tzinfo, now: dt.datetime) -> str:
+def state_line(
+    state: AlertState,
+    spec: CheckSpec,
+    tz: dt.tzinfo,
+    now: dt.datetime,
+    uptimes: dict[str, float | None] | None = None,
+) -> str:
     icon = ICONS.get(state.state, "⚪") if state.last_status else "⚪"
     name = f"<b>{esc(spec.name)}</b>"
     if state.last_status is None:
@@ -89,6 +96,8 @@ def state_line(state: AlertState, spec: CheckSpec, tz: dt.tzinfo, now: dt.dateti
     since = f" since {esc(local(state.since, tz))}" if state.since else ""
     last = esc(value_text(state.last_value, spec))
     line = f"{icon} {name}: {STATE_WORDS.get(state.state, state.state)}{since}, last {last}"
+    if uptimes and uptimes.get("24h") is not None:
+        line += f", {esc(percent(uptimes['24h']))} 24h"
     if state.muted_until is not None and state.muted_until > now:
         line += f" 🔕 until {esc(local(state.muted_until, tz))}"
     return line
@@ -107,6 +116,7 @@ def checks_pages(
     tz: dt.tzinfo,
     now: dt.datetime,
     limit: int = TEXT_LIMIT,
+    uptimes: dict[str, dict[str, float | None]] | None = None,
 ) -> list[str]:
     """/checks as pages within one message each. A short list is one page in the order of the
     checks; past SHORT_LIST checks a count by state comes first, then the checks that need
@@ -115,7 +125,8 @@ def checks_pages(
     if not specs:
         return [NO_CHECKS]
     pairs = [(s, states.get(s.name) or AlertState(s.name)) for s in specs]
-    lines = [state_line(state, spec, tz, now) for spec, state in pairs]
+    up = uptimes or {}
+    lines = [state_line(state, spec, tz, now, up.get(spec.name)) for spec, state in pairs]
     if len(lines) <= SHORT_LIST and visible_length("\n".join(lines)) <= limit:
         return ["\n".join(lines)]
     order = {ALERTING: 0, UNKNOWN: 1, PENDING: 2}
@@ -173,8 +184,13 @@ def describe(spec: CheckSpec, default_interval: int) -> str:
     return line
 
 
-def render_result(sample: Sample, spec: CheckSpec, tz: dt.tzinfo) -> str:
-    """The answer to /check: what one run found, now."""
+def render_result(
+    sample: Sample,
+    spec: CheckSpec,
+    tz: dt.tzinfo,
+    uptimes: dict[str, float | None] | None = None,
+) -> str:
+    """The answer to /check: what one run found, now (and the check's uptime so far)."""
     icon = {"ok": "🟢", "bad": "🔴"}.get(sample.status, "⚪")
     words = {"ok": "ok", "bad": "bad", "unknown": "cannot evaluate"}[sample.status]
     value = esc(value_text(sample.value, spec))
@@ -184,6 +200,8 @@ def render_result(sample: Sample, spec: CheckSpec, tz: dt.tzinfo) -> str:
     for ref in sample.details.get("references", []):
         got = ref.get("height", ref.get("error"))
         line += f"\n  reference {esc(ref['url'])}: {esc(got)}"
+    if uptimes and any(v is not None for v in uptimes.values()):
+        line += f"\nuptime {esc(summary(uptimes))}"
     return line + f"\n<i>{esc(local(sample.time, tz))}</i>"
 
 

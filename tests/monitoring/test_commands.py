@@ -88,7 +88,8 @@ async def test_check_runs_a_check_now_and_checks_lists_them(handlers):
     await handlers.monitor.tick(list(handlers.monitor.specs.values()))
     (listing,) = await handlers.call("/checks")
     api, down = listing["text"].splitlines()
-    assert api.startswith("🟢 api: ok since 2026-03-01 13:00 CET, last ") and api.endswith(" ms")
+    assert api.startswith("🟢 api: ok since 2026-03-01 13:00 CET, last ")
+    assert api.endswith(" ms, 100% 24h")
     assert down.startswith("🟡 down: failing since 2026-03-01 13:00 CET, last ")
 
 
