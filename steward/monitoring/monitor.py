@@ -32,6 +32,7 @@ from steward.monitoring.alerts import (
     step,
 )
 from steward.monitoring.checks import Runner
+from steward.monitoring.maintenance import active_until
 from steward.monitoring.messages import render_events
 from steward.monitoring.spec import CheckSpec
 
@@ -191,7 +192,9 @@ class Monitor:
         steps, events = [], []
         for sample in samples:
             old = states[sample.check]
-            new, produced = step(old, sample, specs[sample.check].rules, now)
+            new, produced = step(self._in_window(old, specs[sample.check], now), sample,
+                                 specs[sample.check].rules, now)  # fmt: skip
+            new = dataclasses.replace(new, muted_until=old.muted_until)  # the window is not stored
             steps.append((old, new))
             events += produced
         # The alerts of this tick go out as one message: each check's recovery must reply to
@@ -204,6 +207,13 @@ class Monitor:
             for old, new in steps
         ]
         return Plan(samples, steps, events, opening, merged)
+
+    def _in_window(self, state: AlertState, spec: CheckSpec, now: dt.datetime) -> AlertState:
+        """The state as muted until the end of a maintenance window `now` is in."""
+        until = active_until(spec.maintenance, now, self.settings.tz) if spec.maintenance else None
+        if until is None or (state.muted_until is not None and state.muted_until >= until):
+            return state
+        return dataclasses.replace(state, muted_until=until)
 
     def _commit(self, plan: Plan, specs: dict[str, CheckSpec], photo: bytes | None) -> list[Event]:
         """Samples, state steps and the messages announcing them: one transaction."""

@@ -35,6 +35,7 @@ Options (compact and JSON alike):
                     the environment variable NAME when the check runs (keep tokens out of URLs)
     body            http: the request body (sent as JSON when it parses as JSON)
     expect          dns: an address the name must resolve to
+    maintenance     recurring windows (in TZ) when it alerts as if muted: 'sun 02:00-04:00'
     tls's value is the days left; it alerts below 14 days unless alert_below says otherwise.
 
 Values: http's is the response time in ms, tcp's the connect time in ms, evm_lag's the blocks
@@ -57,6 +58,8 @@ from urllib.parse import urlsplit
 
 from steward.monitoring.alerts import Rules
 from steward.monitoring.condition import Condition, ConditionError, parse_condition
+from steward.monitoring.maintenance import Window
+from steward.monitoring.maintenance import parse as parse_windows
 from steward.monitoring.options import ChecksError, Values
 from steward.monitoring.request import request_options
 
@@ -71,7 +74,7 @@ _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 _COMMON = {
     "name", "kind", "interval", "timeout", "fail_threshold", "ok_threshold", "alert_above",
-    "clear_below", "alert_below", "clear_above", "renotify",
+    "clear_below", "alert_below", "clear_above", "renotify", "maintenance",
 }  # fmt: skip
 _KIND_KEYS = {
     "http": {"url", "contains", "condition", "expect_status", "method", "headers", "body"},
@@ -113,6 +116,7 @@ class CheckSpec:
     headers: tuple[tuple[str, str], ...] = ()
     body: str | None = None
     expect: str | None = None
+    maintenance: tuple[Window, ...] = ()  # recurring windows when it alerts as if muted
 
     @property
     def target(self) -> str:
@@ -356,6 +360,8 @@ def build(raw: dict[str, Any], where: str = "", label: str | None = None) -> Che
                 f"{label} has the function {target['function']!r}; "
                 f"expected {_TARGET_FORM['python']}"
             )
+    if (window := v.text("maintenance")) is not None:
+        target["maintenance"] = parse_windows(window, label)
     return CheckSpec(
         name=name,
         kind=kind,

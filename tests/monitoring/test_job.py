@@ -14,6 +14,7 @@ from steward.monitoring import commands, store
 from steward.monitoring.cli import run_checks_once
 from steward.monitoring.job import build_feature
 from steward.monitoring.monitor import Monitor
+from steward.monitoring.options import ChecksError
 from steward.monitoring.spec import load_checks
 from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
@@ -284,3 +285,25 @@ def test_workers_with_different_checks_tick_under_different_jobs(sqlite_url, ser
     assert old != new
     assert jobs(f"a={server.url('/api')}") == old
     engine.dispose()
+
+
+async def test_an_outage_inside_a_maintenance_window_is_announced_only_if_it_outlasts_it(
+    world, server
+):
+    # T0 is Sunday 2026-03-01 12:00 UTC, 13:00 in Berlin: a window 13:00-13:05 there.
+    spec = load_checks(f"api={server.url('/api')} maintenance='sun 13:00-13:05'")
+    outbox = Outbox(world.engine, "1001", clock=world.clock)
+    services = Services(world.settings, world.engine, outbox, world.clock)
+    monitor = Monitor(services, spec)
+    server.routes["/api"] = Route(500, b"")
+    await ticks(world, monitor, 5)  # 13:00 to 13:04: down, and silent
+    assert world.rows() == []
+    await ticks(world, monitor, 1)  # 13:05: the window is over, the outage is not
+    (alert,) = world.rows()
+    assert alert.key == f"alert:api:{T0.isoformat()}"
+    await monitor.stop()
+
+
+def test_a_maintenance_window_must_be_readable():
+    with pytest.raises(ChecksError, match="maintenance window 'sunday at two'"):
+        load_checks("api=https://a.example maintenance='sunday at two'")
