@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from steward.monitoring.alerts import ALERTING, PENDING, UNKNOWN, AlertState, Event, Sample
 from steward.monitoring.checks import display_url
+from steward.monitoring.redact import redact
 from steward.monitoring.spec import CheckSpec
 from steward.monitoring.uptime import percent, summary
 from steward.telegram.formatting import CAPTION_LIMIT, TEXT_LIMIT, esc, visible_length
@@ -34,7 +35,7 @@ def value_text(value: float | None, spec: CheckSpec | None) -> str:
 def _why(details: dict, value: float | None, spec: CheckSpec | None) -> str:
     """The reason a sample is bad or unknown, in a few words."""
     if details.get("error"):
-        return str(details["error"])
+        return redact(str(details["error"]))  # an error may quote a URL with its key
     rules = spec.rules if spec else None
     if rules and value is not None:
         high, low = rules.alert_above, rules.alert_below
