@@ -136,7 +136,11 @@ class Runner:
             try:
                 response, body = await self._get(spec)
             except STALE:
-                response, body = await self._get(spec)  # a pooled connection closed meanwhile
+                # A pooled connection closed meanwhile: asked again only when asking twice is
+                # harmless (a POST may have arrived).
+                if spec.method not in ("GET", "HEAD", "OPTIONS"):
+                    raise
+                response, body = await self._get(spec)
         except httpx.TimeoutException:
             return Sample(at, spec.name, BAD, None, {"error": _timed_out(spec)})
         except httpx.HTTPError as exc:
