@@ -7,8 +7,12 @@
    Goal: the tick under 2 s on 2 cores.
 2. Chart: the /week view of three checks from 2,016 samples each (5-minute samples, rolled up
    hourly) through steward.plots. Goals: under 300 ms and a PNG under 150 KB.
+3. Soak: `python bot.py` with 200 HTTP checks every 10 s against the fake Telegram for
+   --soak-minutes (10 by default): the worker's RSS before and after its first charts (/week and
+   /day asked through the bot), the store's rows and bytes per hour, and the sample retention
+   that keeps the store under 1 GB at 200 checks.
 
-Run: `.venv/bin/python -m bench.monitoring`.
+Run: `.venv/bin/python -m bench.monitoring [--soak-minutes N] [--only tick|chart|soak]`.
 """
 
 from __future__ import annotations
@@ -155,18 +159,129 @@ def week_chart() -> tuple[float, int] | None:
     return statistics.median(times), len(png)
 
 
+SOAK_CHECKS = 200
+SOAK_INTERVAL = 10
+TOKEN = "123456:BENCH-token-for-monitoring"
+OWNER = 42
+GB = 1024**3
+
+
+def soak(port: int, minutes: float) -> dict:
+    """The worker under 200 checks every 10 s for `minutes`; memory and store growth."""
+    from bench.common import base_env, rss_mb, start, stop
+    from tests.fakes.telegram_api import FakeTelegram
+
+    checks = "; ".join(f"t{i}={u}" for i, u in enumerate(urls(port)[:SOAK_CHECKS]))
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp, FakeTelegram(token=TOKEN) as fake:
+        path = Path(tmp) / "soak.sqlite"
+        env = base_env(
+            TELEGRAM_TOKEN=TOKEN,
+            TELEGRAM_API_URL=fake.url,
+            TELEGRAM_CHAT_ID=str(OWNER),
+            ALLOWED_USERS=str(OWNER),
+            DATABASE_URL=f"sqlite:///{path}",
+            CHECKS=checks,
+            CHECK_INTERVAL=str(SOAK_INTERVAL),
+            LOG_LEVEL="INFO",
+        )
+        proc, _ = start(["bot.py"], env, "ready", ROOT, timeout=120)
+        drain = threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True)
+        drain.start()
+        try:
+            began = time.monotonic()
+            end = began + minutes * 60
+            half = began + minutes * 30
+            rss: list[tuple[float, float]] = []
+            charted = False
+            while time.monotonic() < end:
+                rss.append((time.monotonic() - began, rss_mb(proc.pid)))
+                if not charted and time.monotonic() >= half:
+                    out["rss_before_charts"] = rss_mb(proc.pid)
+                    for command in ("/week t0 t1 t2", "/day t3 t4 t5"):
+                        before = len(fake.messages(OWNER))
+                        fake.push_message(OWNER, OWNER, command)
+                        fake.wait_for(
+                            lambda f, n=before: any(
+                                m["method"] == "sendPhoto" for m in f.messages(OWNER)[n:]
+                            ),
+                            timeout=60,
+                        )
+                    time.sleep(2)
+                    out["rss_after_charts"] = rss_mb(proc.pid)
+                    charted = True
+                time.sleep(5)
+            out["rss_end"] = rss_mb(proc.pid)
+            out["rss_start"] = rss[0][1] if rss else float("nan")
+            out["seconds"] = time.monotonic() - began
+        finally:
+            stop(proc)
+        import sqlite3
+
+        with sqlite3.connect(path) as conn:
+            out["rows"] = conn.execute("SELECT count(*) FROM monitoring_samples").fetchone()[0]
+            conn.execute("VACUUM")
+        out["bytes"] = path.stat().st_size
+    return out
+
+
+def print_soak(result: dict, minutes: float) -> None:
+    hours = result["seconds"] / 3600
+    rows_per_hour = result["rows"] / hours
+    bytes_per_row = result["bytes"] / max(1, result["rows"])
+    bytes_per_hour = rows_per_hour * bytes_per_row
+    days = GB / (bytes_per_hour * 24)
+    print(
+        f"\nSoak: {SOAK_CHECKS} checks every {SOAK_INTERVAL}s for {minutes:g} min "
+        f"(SQLite store; the machine is shared)"
+    )
+    rows = [
+        ("worker RSS at start", f"{result['rss_start']:.0f} MB"),
+        ("before the first charts", f"{result.get('rss_before_charts', float('nan')):.0f} MB"),
+        ("after /week and /day", f"{result.get('rss_after_charts', float('nan')):.0f} MB"),
+        ("at the end", f"{result['rss_end']:.0f} MB"),
+        ("sample rows per hour", f"{rows_per_hour:,.0f}"),
+        ("store bytes per row (after VACUUM)", f"{bytes_per_row:.0f}"),
+        ("store growth per hour", f"{bytes_per_hour / 1024**2:.1f} MB"),
+        ("retention under 1 GB", f"{days:.1f} days (SAMPLES_RETENTION_DAYS={int(days)})"),
+    ]
+    print(table(rows, ("measure", "value")))
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument("--only", choices=("tick", "chart", "soak"))
+    args = parser.parse_args()
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     try:
         port = int(server.stdout.readline())
-        targets = urls(port)
-        ours = steward_tick(targets)
-        seed = seed_tick(targets)
+        if args.only in (None, "soak"):
+            print_soak(soak(port, args.soak_minutes), args.soak_minutes)
+        if args.only == "soak":
+            return
+        if args.only == "chart":
+            ours = seed = None
+        else:
+            targets = urls(port)
+            ours = steward_tick(targets)
+            seed = seed_tick(targets)
     finally:
         server.terminate()
         server.wait()
+    if ours is None:
+        report_chart()
+        return
+    report_tick(ours, seed)
+    if args.only is None:
+        report_chart()
+
+
+def report_tick(ours, seed) -> None:
     rows = [
         ("steward Runner (asyncio, 100 in flight)", f"{ours[0]:.2f}", f"{ours[1]:.0f}", ours[2]),
         (f"seed: Pool({SEED_WORKERS}) + requests", f"{seed[0]:.2f}", f"{seed[1]:.0f}", seed[2]),
@@ -178,6 +293,9 @@ def main() -> None:
         "MB: peak proportional set size (PSS) of every process the tick used: steward's one "
         "process; the seed's parent and its nine forked workers (shared pages counted once)"
     )
+
+
+def report_chart() -> None:
     chart = week_chart()
     if chart is None:
         print("/week chart: steward.plots is not available")

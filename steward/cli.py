@@ -78,6 +78,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     from steward import worker
+    from steward.monitoring.redact import redact
 
     for name, doc in variables().items():
         value = getattr(settings, doc["field"])
@@ -90,7 +91,7 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
         elif isinstance(value, tuple):
             shown = ", ".join(str(v) for v in value)
         else:
-            shown = str(value)
+            shown = redact(str(value))  # CHECKS' URLs may hold passwords and API keys
         print(f"{name:24} {shown}")
     print()
     try:

@@ -64,6 +64,11 @@ class Panel:
     y_label: str = ""
     rollup_min: Sequence[float | None] | None = None
     rollup_max: Sequence[float | None] | None = None
+    # A silence no longer than this never breaks the line: the spacing of the sparsest points
+    # (hourly rollups next to a few seconds' raw samples). None: judge by the usual spacing.
+    min_gap: dt.timedelta | None = None
+    # The time span to show (start, end), so "last 6 hours" is six hours wide whatever the data.
+    span: tuple[dt.datetime, dt.datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,23 +93,35 @@ def _number(value: float | None) -> float:
 
 
 def with_gaps(
-    times: Sequence[dt.datetime], values: Sequence[float | None]
+    times: Sequence[dt.datetime],
+    values: Sequence[float | None],
+    min_gap: dt.timedelta | None = None,
 ) -> tuple[list[dt.datetime], list[float]]:
     """The series with a NaN inserted in every silence much longer than the usual interval,
-    so the line breaks there instead of drawing across hours without samples."""
+    so the line breaks there instead of drawing across hours without samples.
+
+    The usual interval is the median step, which a mixed series gets wrong: an hour of 5-second
+    samples after a week of hourly rollups makes 5 s "usual" and would isolate every hourly
+    point. `min_gap` (the sparsest points' spacing) is the floor below which nothing breaks."""
     xs, ys = list(times), [_number(v) for v in values]
     if len(xs) < 3:
         return xs, ys
     steps = sorted((b - a).total_seconds() for a, b in zip(xs, xs[1:], strict=False))
     usual = steps[len(steps) // 2] or 1.0
+    limit = max(GAP_FACTOR * usual, min_gap.total_seconds() if min_gap else 0.0)
     out_x, out_y = [xs[0]], [ys[0]]
     for (a, b), y in zip(zip(xs, xs[1:], strict=False), ys[1:], strict=True):
-        if (b - a).total_seconds() > GAP_FACTOR * usual:
+        if (b - a).total_seconds() > limit:
             out_x.append(a + (b - a) / 2)
             out_y.append(math.nan)
         out_x.append(b)
         out_y.append(y)
     return out_x, out_y
+
+
+def line_of(panel: Panel) -> tuple[list[dt.datetime], list[float]]:
+    """The panel's line as drawn: its points with a NaN at each silence."""
+    return with_gaps(panel.times, panel.values, panel.min_gap)
 
 
 def _thin(xs: list, *columns: list) -> tuple[list, ...]:
@@ -148,21 +165,29 @@ def render_series(panels: Sequence[Panel], *, tz: dt.tzinfo, title: str = "") ->
     import matplotlib as mpl
 
     with mpl.rc_context(_STYLE):
-        count = max(1, len(panels))
-        height = PANEL_HEIGHT * count + 0.6
-        fig = Figure(figsize=(WIDTH, height))
-        _fixed_margins(fig, height, count, titled=bool(title))
-        axes = fig.subplots(count, 1, sharex=True, squeeze=False)[:, 0]
-        locator = mdates.AutoDateLocator(tz=tz, minticks=3, maxticks=7)
-        for ax, panel in zip(axes, panels, strict=False):
-            _series_panel(ax, panel, tz)
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
-        if not panels:
-            axes[0].text(0.5, 0.5, "no checks", ha="center", va="center")
-        if title:
-            fig.suptitle(f"{title} ({_tz_name(tz)})", fontsize=12)
-        return _png(fig)
+        return _png(series_figure(panels, tz=tz, title=title))
+
+
+def series_figure(panels: Sequence[Panel], *, tz: dt.tzinfo, title: str = "") -> Figure:
+    """The figure `render_series` draws (call inside the chart style)."""
+    count = max(1, len(panels))
+    height = PANEL_HEIGHT * count + 0.6
+    fig = Figure(figsize=(WIDTH, height))
+    _fixed_margins(fig, height, count, titled=bool(title))
+    axes = fig.subplots(count, 1, sharex=True, squeeze=False)[:, 0]
+    locator = mdates.AutoDateLocator(tz=tz, minticks=3, maxticks=7)
+    for ax, panel in zip(axes, panels, strict=False):
+        _series_panel(ax, panel, tz)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
+    if not panels:
+        axes[0].text(0.5, 0.5, "no checks", ha="center", va="center")
+    if title:
+        # Placed in inches from the top: matplotlib's default (2% of the height) put it
+        # over the first panel's title on a tall figure.
+        top = 1 - 0.06 / height
+        fig.suptitle(f"{title} ({_tz_name(tz)})", fontsize=12, y=top, va="top")
+    return fig
 
 
 def _fixed_margins(fig: Figure, height: float, count: int, *, titled: bool) -> None:
@@ -184,13 +209,15 @@ def _series_panel(ax, panel: Panel, tz: dt.tzinfo) -> None:
     ax.set_title(panel.title, loc="left")
     if panel.y_label:
         ax.set_ylabel(panel.y_label)
-    xs, ys = with_gaps(panel.times, panel.values)
+    xs, ys = line_of(panel)
+    if panel.span is not None:
+        ax.set_xlim(*panel.span)
     for start, end in panel.shade:
         ax.axvspan(start, end, color=BAD, alpha=0.15, linewidth=0)
     _draw_band(ax, panel.band)
     if panel.rollup_min is not None and panel.rollup_max is not None:
-        _, lows = with_gaps(panel.times, panel.rollup_min)
-        _, highs = with_gaps(panel.times, panel.rollup_max)
+        _, lows = with_gaps(panel.times, panel.rollup_min, panel.min_gap)
+        _, highs = with_gaps(panel.times, panel.rollup_max, panel.min_gap)
         xs, ys, lows, highs = _thin(xs, ys, lows, highs)
         ax.fill_between(xs, lows, highs, color=LINE, alpha=0.2, linewidth=0, label="min-max")
         _limits(ax, lows + highs, panel.band)
@@ -199,7 +226,7 @@ def _series_panel(ax, panel: Panel, tz: dt.tzinfo) -> None:
         _limits(ax, ys, panel.band)
     if not any(not math.isnan(y) for y in ys):
         ax.text(0.5, 0.5, "no values in this window", transform=ax.transAxes, ha="center")
-        if xs:
+        if xs and panel.span is None:
             ax.set_xlim(min(xs), max(xs) + dt.timedelta(minutes=1))
         return
     ax.plot(xs, ys, color=LINE, linewidth=1.4, marker="o" if len(xs) < 30 else None, ms=3)

@@ -68,6 +68,9 @@ class Settings(
         if password:
             # As parsed, and as it may stand percent-encoded in the URL itself.
             found += [str(password), quote(str(password), safe=""), quote_plus(str(password))]
+        from steward.monitoring.redact import secrets_in
+
+        found += secrets_in(self.checks)  # CHECKS' URLs may hold passwords and API keys
         return [s for s in found if s and len(s) >= 4 and s != db.DEFAULT_DATABASE_URL]
 
 

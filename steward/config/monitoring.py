@@ -25,6 +25,12 @@ class MonitoringSettings(SettingsPart):
         ge=5,
         description="Default seconds between runs of a check.",
     )
+    checks_allow_private: bool = env(
+        "CHECKS_ALLOW_PRIVATE",
+        expect="true or false",
+        default=False,
+        description="Let /watch add link-local and cloud-metadata targets (CHECKS always may).",
+    )
     samples_retention_days: int = env(
         "SAMPLES_RETENTION_DAYS",
         expect="days as a whole number, e.g. 30",

@@ -15,8 +15,9 @@ the alert band; an "unknown" sample is one the check could not evaluate):
     UNKNOWN --(fail_threshold bad in a row)--> ALERTING                 event "alert"
 
 Unknown samples neither break nor extend a good or bad streak: a flaky reference node must not
-hide an outage, nor end one. While a check is muted the state still moves, but no event is
-produced; an outage that began during a mute is announced once the mute is over.
+hide an outage, nor end one. While a check is muted the state still moves, but no alert is
+produced; an outage (or blind spell) that began during a mute is announced once the mute is
+over, and the end of one announced before the mute is still said.
 """
 
 from __future__ import annotations
@@ -102,6 +103,19 @@ class Event:
     value: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     duration: dt.timedelta | None = None  # how long the outage (or blind spell) lasted
+
+
+def judge(sample: Sample, rules: Rules, band: str | None = None) -> Sample:
+    """The sample marked bad when its value is past its band (given the band already held, for
+    the hysteresis), so the store, the chart, the CLI's exit status and the log agree with the
+    alert. A sample already bad or unknown is left as it is."""
+    if sample.status != GOOD or sample.value is None:
+        return sample
+    held = _band(band, sample.value, rules)
+    if held is None:
+        return sample
+    details = {**sample.details, "band": held}
+    return dataclasses.replace(sample, status=BAD, details=details)
 
 
 def alert_key(check: str, since: dt.datetime) -> str:
@@ -201,7 +215,9 @@ def _good(s: AlertState, sample: Sample, rules: Rules, now: dt.datetime, muted: 
     kind: EventKind = "recovered" if s.state == ALERTING else "known"
     said = s.alert_key
     done = dataclasses.replace(s, state=OK, since=ended, alert_key=None, last_notified_at=None)
-    if said is None or muted:
+    # An outage that was announced gets its end said even during a mute (it is not urgent: a
+    # muted chat holds it); one that began and ended unannounced is not news.
+    if said is None:
         return done, []
     key = f"{kind}:{s.check}:{(s.since or ended).isoformat()}"
     duration = ended - s.since if s.since is not None else None
@@ -211,13 +227,16 @@ def _good(s: AlertState, sample: Sample, rules: Rules, now: dt.datetime, muted: 
 
 def _unsure(s: AlertState, sample: Sample, rules: Rules, now: dt.datetime, muted: bool):
     s = dataclasses.replace(s, unknown_streak=s.unknown_streak + 1)
-    if s.state not in (OK, PENDING) or s.unknown_streak < rules.fail_threshold:
+    if s.state == UNKNOWN and s.alert_key is None and not muted:
+        pass  # a blind spell that began during a mute: announce it now that the mute is over
+    elif s.state not in (OK, PENDING) or s.unknown_streak < rules.fail_threshold:
         return s, []
-    s = dataclasses.replace(
-        s, state=UNKNOWN, since=sample.time, bad_streak=0, ok_streak=0, alert_key=None
-    )
+    else:
+        s = dataclasses.replace(
+            s, state=UNKNOWN, since=sample.time, bad_streak=0, ok_streak=0, alert_key=None
+        )
     if muted:
         return s, []
-    key = f"unknown:{s.check}:{sample.time.isoformat()}"
+    key = f"unknown:{s.check}:{(s.since or sample.time).isoformat()}"
     s = dataclasses.replace(s, alert_key=key, last_notified_at=now)
     return s, [_event("unknown", s, sample, key)]

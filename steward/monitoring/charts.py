@@ -15,6 +15,7 @@ from steward.monitoring import store
 from steward.monitoring.alerts import BAD, Sample
 from steward.monitoring.messages import UNITS
 from steward.monitoring.spec import CheckSpec
+from steward.monitoring.uptime import percent
 
 WINDOWS = {
     "hour": dt.timedelta(hours=1),
@@ -56,14 +57,33 @@ def bad_hours(hours: Sequence[store.Rollup]) -> list[tuple[dt.datetime, dt.datet
 
 def _label(spec: CheckSpec) -> str:
     unit = UNITS.get(spec.kind, "")
-    kind = {"http": "response", "tcp": "connect", "evm_lag": "lag", "python": "value"}[spec.kind]
+    kind = {
+        "http": "response",
+        "tcp": "connect",
+        "evm_lag": "lag",
+        "python": "value",
+        "tls": "certificate",
+        "dns": "lookup",
+    }[spec.kind]
     return f"{kind}, {unit}" if unit else kind
 
 
+def _title(spec: CheckSpec, count: int, bad: int) -> str:
+    """The check's name and its uptime over the window drawn."""
+    if not count:
+        return spec.name
+    return f"{spec.name}: {percent(100.0 * (count - bad) / count)} up"
+
+
 def panels(
-    engine: Engine, specs: Sequence[CheckSpec], window: dt.timedelta, now: dt.datetime
+    engine: Engine,
+    specs: Sequence[CheckSpec],
+    window: dt.timedelta,
+    now: dt.datetime,
+    recent: Sequence[Sample] = (),
 ) -> list:
-    """One panel per check over the last `window`; long windows from the hourly rollups."""
+    """One panel per check over the last `window`; long windows from the hourly rollups.
+    `recent`: samples not stored yet (an alert's chart is drawn before its tick commits)."""
     from steward import plots
 
     start = now - window
@@ -74,6 +94,9 @@ def panels(
     rolled_until = {name: hours[-1].hour + store.HOUR for name, hours in rolled.items() if hours}
     raw_from = min((rolled_until.get(name, start) for name in names), default=start)
     raw = store.read_samples(engine, names, raw_from, details=False)
+    for sample in recent:
+        if sample.check in raw:
+            raw[sample.check].append(sample)
     out = []
     for spec in specs:
         samples = raw[spec.name]
@@ -86,8 +109,10 @@ def panels(
             values = [h.mean for h in hours] + [s.value for s in recent]
             lows = [h.min for h in hours] + [s.value for s in recent]
             highs = [h.max for h in hours] + [s.value for s in recent]
+            count = sum(h.count for h in hours) + len(recent)
+            bad = sum(h.bad for h in hours) + sum(s.status == BAD for s in recent)
             panel = plots.Panel(
-                title=spec.name,
+                title=_title(spec, count, bad),
                 times=times,
                 values=values,
                 band=spec.band(),
@@ -95,15 +120,20 @@ def panels(
                 y_label=_label(spec),
                 rollup_min=lows,
                 rollup_max=highs,
+                # A missing hour breaks the line; the hourly spacing itself does not.
+                min_gap=store.HOUR * 1.5,
+                span=(start, now),
             )
         else:
+            bad = sum(s.status == BAD for s in samples)
             panel = plots.Panel(
-                title=spec.name,
+                title=_title(spec, len(samples), bad),
                 times=[s.time for s in samples],
                 values=[s.value for s in samples],
                 band=spec.band(),
                 shade=bad_stretches(samples),
                 y_label=_label(spec),
+                span=(start, now),
             )
         out.append(panel)
     return out
@@ -116,8 +146,9 @@ def render(
     now: dt.datetime,
     tz: dt.tzinfo,
     title: str,
+    recent: Sequence[Sample] = (),
 ) -> bytes:
     """A PNG of the checks over the window, one panel each (call it in a thread)."""
     from steward import plots
 
-    return plots.render_series(panels(engine, specs, window, now), tz=tz, title=title)
+    return plots.render_series(panels(engine, specs, window, now, recent), tz=tz, title=title)

@@ -14,6 +14,7 @@ import datetime as dt
 import importlib
 import inspect
 import json
+import logging
 import math
 import statistics
 import time
@@ -25,8 +26,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from steward import db
-from steward.monitoring.alerts import BAD, GOOD, UNSURE, Sample
+from steward.monitoring import probes
+from steward.monitoring.alerts import BAD, GOOD, UNSURE, Sample, judge
+from steward.monitoring.options import ChecksError
+from steward.monitoring.request import header_values
 from steward.monitoring.spec import CheckSpec
+from steward.timeutil import human
 
 CHECK_CONCURRENCY = 100  # checks in flight at once
 PYTHON_THREADS = 8  # python checks in flight at once (each blocks a thread)
@@ -34,6 +39,9 @@ MAX_BODY = 1_000_000  # bytes of a response body read for `contains` and `condit
 KEEPALIVE = 20  # idle connections kept between ticks
 GRACE = 1.0  # seconds past a check's timeout before the runner gives up on it
 ERROR_CHARS = 200
+# What a request on a pooled connection the other side had closed fails with.
+STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+log = logging.getLogger("steward.monitoring")
 
 
 def display_url(url: str) -> str:
@@ -94,22 +102,45 @@ class Runner:
 
         return list(await asyncio.gather(*(one(spec) for spec in specs)))
 
-    async def run_one(self, spec: CheckSpec) -> Sample:
+    async def run_one(self, spec: CheckSpec, band: str | None = None) -> Sample:
+        """One run of one check, judged against its band (`band`: the one its alert holds)."""
+        return judge(await self._run_one(spec), spec.rules, band)
+
+    async def _run_one(self, spec: CheckSpec) -> Sample:
         at = self.clock()
-        kind = {"http": self._http, "tcp": self._tcp, "evm_lag": self._evm, "python": self._python}
+        kind = {
+            "http": self._http,
+            "tcp": self._tcp,
+            "evm_lag": self._evm,
+            "python": self._python,
+            "tls": probes.tls,
+            "dns": probes.dns,
+        }
         try:
             return await asyncio.wait_for(kind[spec.kind](spec, at), spec.timeout + GRACE)
         except TimeoutError:
             status = UNSURE if spec.kind == "python" else BAD
             return Sample(at, spec.name, status, None, {"error": _timed_out(spec)})
+        except Exception as exc:
+            # A target no library can even try (a 64-character DNS label raises UnicodeError, a
+            # soft hyphen httpx.InvalidURL): this check cannot be evaluated; the others in its
+            # tick go on.
+            log.warning("check %s could not run: %s", spec.name, _error(exc, spec.url))
+            return Sample(at, spec.name, UNSURE, None, {"error": _error(exc, spec.url)})
 
     # -- http ----------------------------------------------------------------------------
 
     async def _http(self, spec: CheckSpec, at: dt.datetime) -> Sample:
         began = time.perf_counter()
         try:
-            async with self.client.stream("GET", spec.url, timeout=spec.timeout) as response:
-                body = await _read(response, MAX_BODY if spec.contains or spec.condition else 0)
+            try:
+                response, body = await self._get(spec)
+            except STALE:
+                # A pooled connection closed meanwhile: asked again only when asking twice is
+                # harmless (a POST may have arrived).
+                if spec.method not in ("GET", "HEAD", "OPTIONS"):
+                    raise
+                response, body = await self._get(spec)
         except httpx.TimeoutException:
             return Sample(at, spec.name, BAD, None, {"error": _timed_out(spec)})
         except httpx.HTTPError as exc:
@@ -132,6 +163,19 @@ class Runner:
                 if not good:
                     details["error"] = f"{spec.condition.source} failed: {why}"
         return Sample(at, spec.name, GOOD if good else BAD, ms, details)
+
+    async def _get(self, spec: CheckSpec) -> tuple[httpx.Response, bytes]:
+        body = spec.body.encode() if spec.body is not None else None
+        headers = header_values(spec)
+        if body is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json" if _is_json(spec.body) else "text/plain"
+        request = self.client.stream(
+            spec.method, str(spec.url), headers=headers, content=body, timeout=spec.timeout
+        )
+        async with request as response:
+            return response, await _read(
+                response, MAX_BODY if spec.contains or spec.condition else 0
+            )
 
     # -- tcp -----------------------------------------------------------------------------
 
@@ -157,8 +201,11 @@ class Runner:
     async def _evm(self, spec: CheckSpec, at: dt.datetime) -> Sample:
         # Ask the node and every reference at the same moment, so blocks made in between
         # do not count as lag.
+        # Each answer is timed on its own: httpx's timeout is per phase (a node dripping its
+        # answer never trips it), and a late reference must count toward the quorum rather
+        # than run the whole check past its time and make the node look down.
         answers = await asyncio.gather(
-            *(self._block_number(url, spec.timeout) for url in (spec.url, *spec.references)),
+            *(self._height_within(url, spec.timeout) for url in (spec.url, *spec.references)),
             return_exceptions=True,
         )
         mine, refs = answers[0], answers[1:]
@@ -186,8 +233,7 @@ class Runner:
         details["median"] = median
         lag = float(median - mine)
         if spec.stall_after is not None and at - since >= spec.stall_after:
-            minutes = int((at - since).total_seconds() // 60)
-            details["error"] = f"height {mine} unchanged for {minutes} min"
+            details["error"] = f"height {mine} unchanged for {human(at - since)}"
             return Sample(at, spec.name, BAD, lag, details)
         return Sample(at, spec.name, GOOD, lag, details)
 
@@ -198,10 +244,21 @@ class Runner:
             return at
         return known[1]
 
+    async def _height_within(self, url: str, timeout: float) -> int:
+        try:
+            return await asyncio.wait_for(self._block_number(url, timeout), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no answer within {timeout:g}s") from None
+
     async def _block_number(self, url: str, timeout: float) -> int:
         payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
         try:
-            response = await self.client.post(url, json=payload, timeout=timeout)
+            try:
+                response = await self.client.post(url, json=payload, timeout=timeout)
+            except STALE:
+                # A pooled connection the node had closed meanwhile (seen with anvil): the
+                # question is idempotent, so it is asked once more on a fresh connection.
+                response = await self.client.post(url, json=payload, timeout=timeout)
         except httpx.TimeoutException:
             raise TimeoutError(f"no answer within {timeout:g}s") from None
         if response.status_code != 200:
@@ -243,11 +300,7 @@ class Runner:
 
     def _function(self, target: str) -> Callable[[], Any]:
         if target not in self._functions:
-            module, _, name = target.partition(":")
-            function = getattr(importlib.import_module(module), name)
-            if not callable(function):
-                raise AttributeError(f"{name} is not a function")
-            self._functions[target] = function
+            self._functions[target] = load_function(target)
         return self._functions[target]
 
     def _in_thread(self, name: str, function: Callable[[], Any]) -> asyncio.Future:
@@ -267,6 +320,29 @@ class Runner:
         return asyncio.shield(future)
 
 
+def check_functions(specs: Iterable[CheckSpec]) -> None:
+    """Refuse, like any bad config, a python check whose function cannot be loaded: a typo in
+    CHECKS must stop the deploy, not become an "unknown" nobody looks at."""
+    for spec in specs:
+        if spec.kind != "python":
+            continue
+        try:
+            load_function(str(spec.function))
+        except Exception as exc:  # an import runs the module's code: anything can go wrong
+            raise ChecksError(
+                f"check {spec.name!r} has the function {spec.function!r}, which cannot be "
+                f"loaded ({_error(exc)}); expected python:package.module:function on the path"
+            ) from None
+
+
+def load_function(target: str) -> Callable[[], Any]:
+    module, _, name = target.partition(":")
+    function = getattr(importlib.import_module(module), name)
+    if not callable(function):
+        raise AttributeError(f"{name} is not a function")
+    return function
+
+
 class RpcError(Exception):
     """A JSON-RPC node answered, but not with a block number."""
 
@@ -281,6 +357,14 @@ async def _read(response: httpx.Response, limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(chunks)[:limit]
+
+
+def _is_json(text: str | None) -> bool:
+    try:
+        json.loads(text or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _timed_out(spec: CheckSpec) -> str:

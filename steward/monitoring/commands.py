@@ -18,16 +18,18 @@ from telegram.ext import ContextTypes
 
 from steward.features import Command
 from steward.monitoring import charts, store
-from steward.monitoring.messages import NO_CHECKS, render_checks, render_result
+from steward.monitoring.messages import NO_CHECKS, checks_pages, render_result
+from steward.monitoring.uptime import uptime
 from steward.telegram.formatting import esc
 from steward.timeutil import human, local, parse_duration
 
 if TYPE_CHECKING:
     import datetime as dt
 
-    from steward.monitoring.job import Monitor
+    from steward.monitoring.monitor import Monitor
     from steward.monitoring.spec import CheckSpec
 
+CHECKS_USAGE = "Usage: /checks [page]"
 CSV_USAGE = "Usage: /csv <check> [hour|day|week|30d]"
 UNWATCH_USAGE = "Usage: /unwatch <name> (a check added with /watch)"
 BUSY = "Finish the conversation in progress first, or /cancel it."
@@ -125,10 +127,23 @@ def build(monitor: Monitor) -> list[Command]:
     tz = monitor.settings.tz
 
     async def checks(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        if len(args) > 1 or (args and not args[0].isdigit()):
+            await update.effective_message.reply_text(CHECKS_USAGE)
+            return
         await monitor.refresh()
-        states = await asyncio.to_thread(store.load_states, monitor.engine, list(monitor.specs))
-        text = render_checks(monitor.specs.values(), states, tz, monitor.clock())
-        await update.effective_message.reply_html(text)
+        names = list(monitor.specs)
+        states = await asyncio.to_thread(store.load_states, monitor.engine, names)
+        now = monitor.clock()
+        up = await asyncio.to_thread(uptime, monitor.engine, names, now)
+        pages = checks_pages(monitor.specs.values(), states, tz, now, uptimes=up)
+        page = int(args[0]) if args else 1
+        if not 1 <= page <= len(pages):
+            await update.effective_message.reply_text(
+                f"There are {len(pages)} pages of checks: /checks 1 to /checks {len(pages)}."
+            )
+            return
+        await update.effective_message.reply_html(pages[page - 1])
 
     async def check(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
@@ -141,7 +156,8 @@ def build(monitor: Monitor) -> list[Command]:
             return
         spec = monitor.specs[args[0]]
         sample = await monitor.runner.run_one(spec)
-        await update.effective_message.reply_html(render_result(sample, spec, tz))
+        up = await asyncio.to_thread(uptime, monitor.engine, [spec.name], monitor.clock())
+        await update.effective_message.reply_html(render_result(sample, spec, tz, up[spec.name]))
 
     def chart(window_name: str):
         window = charts.WINDOWS[window_name]
@@ -207,7 +223,7 @@ def build(monitor: Monitor) -> list[Command]:
             await update.effective_message.reply_text(BUSY)
 
     return [
-        Command("checks", "every check: state, last value, since when", checks),
+        Command("checks", "every check: state, last value, since when: /checks [page]", checks),
         Command("check", "run a check now: /check <name>", check),
         Command("hour", "chart of the last hour: /hour [check...]", chart("hour")),
         Command("day", "chart of the last day: /day [check...]", chart("day")),

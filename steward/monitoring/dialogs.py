@@ -19,7 +19,7 @@ from steward.telegram.formatting import esc
 from steward.timeutil import human
 
 if TYPE_CHECKING:
-    from steward.monitoring.job import Monitor
+    from steward.monitoring.monitor import Monitor
     from steward.telegram.dialogs import Dialog
 
 VERSION = 1  # bump when a question changes (open dialogs then end with an apology)

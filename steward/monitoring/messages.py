@@ -11,13 +11,17 @@ from collections.abc import Iterable, Sequence
 
 from steward.monitoring.alerts import ALERTING, PENDING, UNKNOWN, AlertState, Event, Sample
 from steward.monitoring.checks import display_url
+from steward.monitoring.redact import redact
 from steward.monitoring.spec import CheckSpec
-from steward.telegram.formatting import CAPTION_LIMIT, esc, visible_length
+from steward.monitoring.uptime import percent, summary
+from steward.telegram.formatting import CAPTION_LIMIT, TEXT_LIMIT, esc, visible_length
 from steward.timeutil import human, local
 
-UNITS = {"http": "ms", "tcp": "ms", "evm_lag": "blocks", "python": ""}
+UNITS = {"http": "ms", "tcp": "ms", "evm_lag": "blocks", "python": "", "tls": "days", "dns": "ms"}
 ICONS = {"OK": "🟢", PENDING: "🟡", ALERTING: "🔴", UNKNOWN: "⚪"}
 NO_CHECKS = "No checks yet: set CHECKS, or add one with /watch."
+SHORT_LIST = 20  # up to this many checks, /checks is a plain list in their order
+STATE_WORDS = {ALERTING: "down", UNKNOWN: "cannot evaluate", PENDING: "failing", "OK": "ok"}
 
 
 def value_text(value: float | None, spec: CheckSpec | None) -> str:
@@ -31,7 +35,7 @@ def value_text(value: float | None, spec: CheckSpec | None) -> str:
 def _why(details: dict, value: float | None, spec: CheckSpec | None) -> str:
     """The reason a sample is bad or unknown, in a few words."""
     if details.get("error"):
-        return str(details["error"])
+        return redact(str(details["error"]))  # an error may quote a URL with its key
     rules = spec.rules if spec else None
     if rules and value is not None:
         high, low = rules.alert_above, rules.alert_below
@@ -79,15 +83,22 @@ def render_events(
     return "\n".join(lines)
 
 
-def state_line(state: AlertState, spec: CheckSpec, tz: dt.tzinfo, now: dt.datetime) -> str:
+def state_line(
+    state: AlertState,
+    spec: CheckSpec,
+    tz: dt.tzinfo,
+    now: dt.datetime,
+    uptimes: dict[str, float | None] | None = None,
+) -> str:
     icon = ICONS.get(state.state, "⚪") if state.last_status else "⚪"
     name = f"<b>{esc(spec.name)}</b>"
     if state.last_status is None:
         return f"{icon} {name}: no sample yet"
     since = f" since {esc(local(state.since, tz))}" if state.since else ""
-    label = {"OK": "ok", PENDING: "failing", ALERTING: "down", UNKNOWN: "cannot evaluate"}
     last = esc(value_text(state.last_value, spec))
-    line = f"{icon} {name}: {label.get(state.state, state.state)}{since}, last {last}"
+    line = f"{icon} {name}: {STATE_WORDS.get(state.state, state.state)}{since}, last {last}"
+    if uptimes and uptimes.get("24h") is not None:
+        line += f", {esc(percent(uptimes['24h']))} 24h"
     if state.muted_until is not None and state.muted_until > now:
         line += f" 🔕 until {esc(local(state.muted_until, tz))}"
     return line
@@ -96,15 +107,68 @@ def state_line(state: AlertState, spec: CheckSpec, tz: dt.tzinfo, now: dt.dateti
 def render_checks(
     specs: Iterable[CheckSpec], states: dict[str, AlertState], tz: dt.tzinfo, now: dt.datetime
 ) -> str:
-    lines = [state_line(states.get(s.name) or AlertState(s.name), s, tz, now) for s in specs]
-    return "\n".join(lines) if lines else NO_CHECKS
+    """Every check on one page (a short list); see `checks_pages` for long ones."""
+    return checks_pages(specs, states, tz, now)[0]
+
+
+def checks_pages(
+    specs: Iterable[CheckSpec],
+    states: dict[str, AlertState],
+    tz: dt.tzinfo,
+    now: dt.datetime,
+    limit: int = TEXT_LIMIT,
+    uptimes: dict[str, dict[str, float | None]] | None = None,
+) -> list[str]:
+    """/checks as pages within one message each. A short list is one page in the order of the
+    checks; past SHORT_LIST checks a count by state comes first, then the checks that need
+    attention (down, cannot evaluate, failing), then the rest, with a page footer."""
+    specs = list(specs)
+    if not specs:
+        return [NO_CHECKS]
+    pairs = [(s, states.get(s.name) or AlertState(s.name)) for s in specs]
+    up = uptimes or {}
+    lines = [state_line(state, spec, tz, now, up.get(spec.name)) for spec, state in pairs]
+    if len(lines) <= SHORT_LIST and visible_length("\n".join(lines)) <= limit:
+        return ["\n".join(lines)]
+    order = {ALERTING: 0, UNKNOWN: 1, PENDING: 2}
+    ranked = sorted(
+        range(len(pairs)),
+        key=lambda i: (order.get(pairs[i][1].state, 3) if pairs[i][1].last_status else 4, i),
+    )
+    counts: dict[str, int] = {}
+    for _, state in pairs:
+        word = STATE_WORDS.get(state.state, state.state) if state.last_status else "no sample yet"
+        counts[word] = counts.get(word, 0) + 1
+    known = [*STATE_WORDS.values(), "no sample yet"]
+    words = sorted(counts, key=lambda w: known.index(w) if w in known else len(known))
+    header = f"{len(specs)} checks: " + ", ".join(f"{counts[w]} {w}" for w in words)
+    room = limit - visible_length(header) - 60  # the footer's line
+    pages: list[list[str]] = [[]]
+    used = 0
+    for i in ranked:
+        size = visible_length(lines[i]) + 1
+        if pages[-1] and used + size > room:
+            pages.append([])
+            used = 0
+        pages[-1].append(lines[i])
+        used += size
+    out = []
+    for n, page in enumerate(pages, 1):
+        text = "\n".join([esc(header), *page])
+        if len(pages) > 1:
+            more = f": /checks {n + 1} for more" if n < len(pages) else ""
+            text += f"\npage {n} of {len(pages)}{more}"
+        out.append(text)
+    return out
 
 
 def describe(spec: CheckSpec, default_interval: int) -> str:
     """One check as a sentence (the /watch summary); URLs by scheme and host only, since RPC
     URLs often carry an API key."""
-    if spec.kind == "tcp":
+    if spec.kind in ("tcp", "tls"):
         target = f"{spec.host}:{spec.port}"
+    elif spec.kind == "dns":
+        target = str(spec.host)
     elif spec.kind == "python":
         target = str(spec.function)
     else:
@@ -121,8 +185,13 @@ def describe(spec: CheckSpec, default_interval: int) -> str:
     return line
 
 
-def render_result(sample: Sample, spec: CheckSpec, tz: dt.tzinfo) -> str:
-    """The answer to /check: what one run found, now."""
+def render_result(
+    sample: Sample,
+    spec: CheckSpec,
+    tz: dt.tzinfo,
+    uptimes: dict[str, float | None] | None = None,
+) -> str:
+    """The answer to /check: what one run found, now (and the check's uptime so far)."""
     icon = {"ok": "🟢", "bad": "🔴"}.get(sample.status, "⚪")
     words = {"ok": "ok", "bad": "bad", "unknown": "cannot evaluate"}[sample.status]
     value = esc(value_text(sample.value, spec))
@@ -132,6 +201,8 @@ def render_result(sample: Sample, spec: CheckSpec, tz: dt.tzinfo) -> str:
     for ref in sample.details.get("references", []):
         got = ref.get("height", ref.get("error"))
         line += f"\n  reference {esc(ref['url'])}: {esc(got)}"
+    if uptimes and any(v is not None for v in uptimes.values()):
+        line += f"\nuptime {esc(summary(uptimes))}"
     return line + f"\n<i>{esc(local(sample.time, tz))}</i>"
 
 

@@ -8,6 +8,8 @@ that holds spaces or `;` (shell style: `condition='$.status == "ok"'`). Targets:
     db=tcp://db.internal:5432                        tcp: connect time
     node=evm:https://node|https://ref1,https://ref2  evm_lag: blocks behind the references
     queue=python:myapp.checks:queue_depth            python: a function returning a number/bool
+    cert=tls://example.com                           tls: days until the certificate expires
+    name=dns://example.com                           dns: the name resolves (lookup time in ms)
 
     CHECKS='api=https://example.com/health timeout=5 alert_above=800; db=tcp://db:5432'
 
@@ -28,6 +30,13 @@ Options (compact and JSON alike):
     condition       http: a JSON body condition like `$.status == "ok"` (see condition.py)
     expect_status   http: the one status code that is good
     stall_after     evm_lag: the node's height unchanged this long is bad; default 10m, 0 off
+    method          http: GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS
+    headers         http: a JSON object of request headers; `${NAME}` in a value is read from
+                    the environment variable NAME when the check runs (keep tokens out of URLs)
+    body            http: the request body (sent as JSON when it parses as JSON)
+    expect          dns: an address the name must resolve to
+    maintenance     recurring windows (in TZ) when it alerts as if muted: 'sun 02:00-04:00'
+    tls's value is the days left; it alerts below 14 days unless alert_below says otherwise.
 
 Values: http's is the response time in ms, tcp's the connect time in ms, evm_lag's the blocks
 the node is behind the median of the references, python's the number returned (a bool is 1/0).
@@ -35,6 +44,7 @@ the node is behind the median of the references, python's the number returned (a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -48,9 +58,14 @@ from urllib.parse import urlsplit
 
 from steward.monitoring.alerts import Rules
 from steward.monitoring.condition import Condition, ConditionError, parse_condition
+from steward.monitoring.maintenance import Window
+from steward.monitoring.maintenance import parse as parse_windows
 from steward.monitoring.options import ChecksError, Values
+from steward.monitoring.request import request_options
 
-KINDS = ("http", "tcp", "evm_lag", "python")
+KINDS = ("http", "tcp", "evm_lag", "python", "tls", "dns")
+TLS_DAYS = 14.0  # a tls check alerts below this many days left unless told otherwise
+
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_STALL = dt.timedelta(minutes=10)
 COMPACT_FORM = "name=target entries separated by ';', e.g. api=https://example.com/health"
@@ -59,11 +74,13 @@ _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 _COMMON = {
     "name", "kind", "interval", "timeout", "fail_threshold", "ok_threshold", "alert_above",
-    "clear_below", "alert_below", "clear_above", "renotify",
+    "clear_below", "alert_below", "clear_above", "renotify", "maintenance",
 }  # fmt: skip
 _KIND_KEYS = {
-    "http": {"url", "contains", "condition", "expect_status"},
+    "http": {"url", "contains", "condition", "expect_status", "method", "headers", "body"},
     "tcp": {"host", "port"},
+    "tls": {"host", "port"},
+    "dns": {"host", "expect"},
     "evm_lag": {"url", "references", "stall_after"},
     "python": {"function"},
 }
@@ -72,6 +89,8 @@ _TARGET_FORM = {
     "tcp": "host and port like tcp://db.internal:5432",
     "evm_lag": "url and references like evm:https://node|https://ref1,https://ref2",
     "python": "function like python:package.module:function",
+    "tls": "host like tls://example.com or tls://example.com:8443",
+    "dns": "name like dns://example.com",
 }
 
 
@@ -91,12 +110,21 @@ class CheckSpec:
     condition: Condition | None = None
     expect_status: int | None = None
     stall_after: dt.timedelta | None = DEFAULT_STALL
+    method: str = "GET"
+    # Header values as written, `${NAME}` unresolved: the secret is read when the check runs,
+    # so it appears in no spec, job name or log.
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
+    expect: str | None = None
+    maintenance: tuple[Window, ...] = ()  # recurring windows when it alerts as if muted
 
     @property
     def target(self) -> str:
         """The target as a person reads it (no reference list)."""
-        if self.kind == "tcp":
+        if self.kind in ("tcp", "tls"):
             return f"{self.host}:{self.port}"
+        if self.kind == "dns":
+            return str(self.host)
         return self.function if self.kind == "python" else str(self.url)
 
     def band(self) -> tuple[float | None, float | None] | None:
@@ -224,6 +252,8 @@ _PREFIXES = {
     "tcp": ("tcp://",),
     "evm_lag": ("evm:",),
     "python": ("python:", "py:"),
+    "tls": ("tls://",),
+    "dns": ("dns://",),
 }
 
 
@@ -245,11 +275,21 @@ def _target(label: str, target: str) -> dict[str, Any]:
         if not bar:
             raise ChecksError(f"{label} lists no references; expected {_TARGET_FORM['evm_lag']}")
         return {"kind": "evm_lag", "url": node, "references": refs}
+    if low.startswith(("tls://", "dns://")):
+        kind = low[:3]
+        parts = urlsplit(target)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if not parts.hostname or port == -1 or (kind == "dns" and port is not None):
+            raise ChecksError(f"{label} has {target!r}; expected {_TARGET_FORM[kind]}")
+        return {"kind": kind, "host": parts.hostname, **({"port": port} if port else {})}
     if low.startswith(("python:", "py:")):
         return {"kind": "python", "function": target.split(":", 1)[1]}
     raise ChecksError(
         f"{label} has the target {target!r}, which is none of: an http(s) URL, "
-        "tcp://host:port, evm:URL|REF1,REF2 or python:module:function"
+        "tcp://host:port, evm:URL|REF1,REF2, python:module:function, tls://host or dns://name"
     )
 
 
@@ -299,11 +339,20 @@ def build(raw: dict[str, Any], where: str = "", label: str | None = None) -> Che
             target["condition"] = parse_condition(cond)
         except ConditionError as exc:
             raise ChecksError(f"{label}: {exc}") from None
-    if kind == "tcp":
+    if kind in ("tcp", "tls", "dns"):
         target["host"] = v.text("host")
         if not target["host"]:
-            raise ChecksError(f"{label} has no host; expected {_TARGET_FORM['tcp']}")
+            raise ChecksError(f"{label} has no host; expected {_TARGET_FORM[kind]}")
+    if kind == "tcp":
         target["port"] = v.integer("port", None, 1, 65535, required=True)
+    if kind == "tls":
+        target["port"] = v.integer("port", 443, 1, 65535)
+        if rules.alert_below is None:
+            rules = dataclasses.replace(rules, alert_below=TLS_DAYS)
+    if kind == "dns":
+        target["expect"] = v.text("expect")
+    if kind == "http":
+        target.update(request_options(label, v, raw))
     if kind == "python":
         target["function"] = v.text("function")
         if not target["function"] or not _FUNCTION.match(target["function"]):
@@ -311,6 +360,8 @@ def build(raw: dict[str, Any], where: str = "", label: str | None = None) -> Che
                 f"{label} has the function {target['function']!r}; "
                 f"expected {_TARGET_FORM['python']}"
             )
+    if (window := v.text("maintenance")) is not None:
+        target["maintenance"] = parse_windows(window, label)
     return CheckSpec(
         name=name,
         kind=kind,

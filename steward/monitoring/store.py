@@ -267,28 +267,38 @@ def record(
     check without a row, if nobody created one meanwhile). Returns the checks whose step was
     applied: only their events may be announced.
     """
+    with engine.begin() as conn:
+        return record_in(conn, batch, steps, now)
+
+
+def record_in(
+    conn,
+    batch: Iterable[Sample],
+    steps: Iterable[tuple[AlertState, AlertState]],
+    now: dt.datetime,
+) -> set[str]:
+    """`record` inside the caller's transaction (with the outbox rows announcing the steps)."""
     rows = [
         dict(time=s.time, check=s.check, status=s.status, value=s.value, details=s.details or None)
         for s in batch
     ]
     won: set[str] = set()
-    with engine.begin() as conn:
-        if rows:
-            conn.execute(sa.insert(samples), rows)
-        for old, new in steps:
-            values = {k: getattr(new, k) for k in _STEPPED}
-            values.update(version=old.version + 1, updated_at=now)
-            if old.version == 0:
-                query = _insert(conn).values(check=new.check, **values).on_conflict_do_nothing()
-            else:
-                query = (
-                    sa.update(alerts)
-                    .where(alerts.c.check == new.check, alerts.c.version == old.version)
-                    .values(**values)
-                )
-            # RETURNING rather than rowcount: psycopg reports no row count for an upsert.
-            if conn.execute(query.returning(alerts.c.check)).first() is not None:
-                won.add(new.check)
+    if rows:
+        conn.execute(sa.insert(samples), rows)
+    for old, new in steps:
+        values = {k: getattr(new, k) for k in _STEPPED}
+        values.update(version=old.version + 1, updated_at=now)
+        if old.version == 0:
+            query = _insert(conn).values(check=new.check, **values).on_conflict_do_nothing()
+        else:
+            query = (
+                sa.update(alerts)
+                .where(alerts.c.check == new.check, alerts.c.version == old.version)
+                .values(**values)
+            )
+        # RETURNING rather than rowcount: psycopg reports no row count for an upsert.
+        if conn.execute(query.returning(alerts.c.check)).first() is not None:
+            won.add(new.check)
     return won
 
 

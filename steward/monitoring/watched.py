@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from steward.monitoring import store
 from steward.monitoring.alerts import AlertState
 from steward.monitoring.options import ChecksError
+from steward.monitoring.private import refused_target
 from steward.monitoring.spec import CheckSpec, build
 
 log = logging.getLogger("steward.monitoring")
@@ -57,8 +58,10 @@ def add(
     chat_id: str | None,
     user_id: int | None,
     now: dt.datetime,
+    allow_private: bool = False,
 ) -> str | None:
-    """Store a watched check from its options (name included); None, or why it was not added."""
+    """Store a watched check from its options (name included); None, or why it was not added.
+    Call it in a thread: a target's name is resolved to judge its addresses (private.py)."""
     name = options["name"]
     if name in configured:
         return f"{name} is a check from CHECKS already."
@@ -66,6 +69,8 @@ def add(
         build(options)
     except ChecksError as exc:
         return f"{exc}."
+    if not allow_private and (why := refused_target(options)) is not None:
+        return f"{why}."
     rest = {k: v for k, v in options.items() if k not in ("name", "kind")}
     if not store.add_watched(engine, name, options["kind"], rest, chat_id, user_id, now):
         return f"{name} was taken meanwhile by another check added with /watch."

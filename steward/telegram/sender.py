@@ -326,6 +326,16 @@ class OutboxSender:
         if exc.migrate_to is not None:
             self._migrate(row, str(exc.migrate_to))
             return
+        if exc.permanent and row.photo is not None and not row.parts_sent and row.edit is None:
+            # A photo Telegram will not take (its size, its dimensions) must not take the news
+            # with it: the words go out as text.
+            log.warning("outbox #%d: photo refused (%s); sending it as text", row.id, exc.reason)
+            text = "\n".join(part for part in (row.caption, row.text) if part) or exc.reason
+            store.update_claimed(
+                self.engine, row.id, self.worker_id, state=store.PENDING, photo=None,
+                caption=None, text=text, reason=f"photo refused: {exc.reason}",
+            )  # fmt: skip
+            return
         if exc.permanent:
             log.error("outbox #%d to %s failed: %s", row.id, row.chat_id, exc.reason)
             self._settle(row.id, store.FAILED, exc.reason)

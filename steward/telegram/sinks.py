@@ -141,17 +141,6 @@ class TelegramSink:
             text = exc.message.lower()
             if "not modified" in text:
                 return message.message_id  # the message already shows this: the edit is done
-            if message.kind == "photo" and message.text and "parse" not in text:
-                # The picture was refused for good (a run's final report with its chart): the
-                # words are what matters, so they go as a text instead of being lost with it.
-                log.error(
-                    "outbox #%s to %s: Telegram refused the photo (%s); its caption sent as text",
-                    message.outbox_id,
-                    message.chat_id,
-                    exc.message,
-                )
-                words = dataclasses.replace(message, kind="text", photo=None)
-                return await self.deliver(words)  # deliver() maps its own errors
             if "can't parse entities" in text or "can't find end" in text:
                 log.error(
                     "outbox #%s to %s: Telegram could not parse the HTML (%s); sent as plain text",

@@ -3,7 +3,10 @@
 It checks requests the way a real node does (JSON-RPC 2.0 envelope, known method), so a client
 that sent a malformed request would see an error, not a height. Modes: "ok", "error" (a
 JSON-RPC error object), "http500", "garbage" (a 200 that is not JSON-RPC), "hang" (no answer
-until stopped); `stop()` makes it refuse connections, like a node that is down.
+until stopped), "drip" (a good answer, one byte every `drip_every` seconds: each read is quick,
+the whole answer slow), "drop_once" (hang up on the next request without a word, like a pooled
+connection the node had closed, then answer again); `stop()` makes it refuse connections, like a
+node that is down.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ class FakeEvmNode:
     def __init__(self, height: int = 1000) -> None:
         self.height = height
         self.mode = "ok"
+        self.drip_every = 0.1
         self.requests = 0
         self._released = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -46,6 +50,9 @@ class FakeEvmNode:
 
     def _answer(self, request: dict) -> tuple[int, bytes] | None:
         self.requests += 1
+        if self.mode == "drop_once":
+            self.mode = "ok"
+            return None
         if self.mode == "hang":
             self._released.wait(60)
             return None
@@ -92,7 +99,17 @@ class FakeEvmNode:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if node.mode != "drip":
+                    self.wfile.write(body)
+                    return
+                try:
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        if node._released.wait(node.drip_every):
+                            return
+                except OSError:
+                    self.close_connection = True  # the client gave up waiting
 
             def log_message(self, *args) -> None:
                 pass

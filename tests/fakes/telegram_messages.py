@@ -45,6 +45,15 @@ def checked_caption(params: dict) -> tuple[str, str]:
     return caption, raw
 
 
+def _check_dimensions(data: bytes) -> None:
+    """Telegram's photo limits: width + height at most 10,000 px, the ratio at most 20."""
+    if not data.startswith(b"\x89PNG") or len(data) < 24:
+        return  # not a PNG this fake can measure
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if width + height > 10_000 or max(width, height) > 20 * max(1, min(width, height)):
+        raise bad("PHOTO_INVALID_DIMENSIONS")
+
+
 def inline_markup(params: dict) -> dict | None:
     """A message keeps only inline keyboards; reply keyboards live on the client."""
     markup = params.get("reply_markup")
@@ -63,6 +72,7 @@ class MessageMethods:
         chat = self._writable_chat(params)
         caption, raw = checked_caption(params)
         data = self._upload(params.get("photo"))
+        _check_dimensions(data or b"")
         body = {"photo": self._photo_sizes(data or b"")} | ({"caption": caption} if caption else {})
         return self._send(
             "sendPhoto", chat, params, body, text=caption, html=raw, caption=caption, photo=data

@@ -23,6 +23,8 @@ class TargetServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: dict[str, int] = {}
+        # (method, path, headers, body) of every request, oldest first.
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self._released = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -49,6 +51,9 @@ class TargetServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                target.requests.append((self.command, self.path, dict(self.headers), body))
                 route = target.routes.get(self.path, Route(404, b"not found"))
                 target.hits[self.path] = target.hits.get(self.path, 0) + 1
                 if route.delay and target._released.wait(route.delay):
@@ -59,6 +64,8 @@ class TargetServer:
                 self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 self.wfile.write(route.body)
+
+            do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
             def log_message(self, *args) -> None:
                 pass

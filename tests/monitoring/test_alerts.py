@@ -151,3 +151,23 @@ def test_a_muted_check_is_silent_and_announces_an_outage_once_the_mute_is_over()
 def test_the_state_remembers_the_last_sample():
     state, _ = feed([4, 7])
     assert (state.last_status, state.last_value, state.last_at) == ("ok", 7.0, T0 + MINUTE)
+
+
+def test_an_announced_outage_that_ends_during_a_mute_still_says_recovered():
+    import dataclasses
+
+    state, events = feed(["bad"] * 3)
+    assert kinds(events) == [(2, "alert")]
+    state = dataclasses.replace(state, muted_until=T0 + 60 * MINUTE)
+    _, events = feed(["ok"] * 2, state=state, start=T0 + 3 * MINUTE)
+    assert kinds(events) == [(1, "recovered")]
+    assert events[0][1].reply_to == f"alert:api:{T0.isoformat()}"
+
+
+def test_a_blind_spell_that_began_during_a_mute_is_announced_once_the_mute_is_over():
+    muted = AlertState(check="api", muted_until=T0 + 10 * MINUTE)
+    state, events = feed(["unknown"] * 15, state=muted)
+    assert kinds(events) == [(10, "unknown")]
+    assert state.state == UNKNOWN and state.alert_key is not None
+    _, events = feed(["ok"] * 2, state=state, start=T0 + 15 * MINUTE)
+    assert kinds(events) == [(1, "known")]

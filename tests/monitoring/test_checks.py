@@ -190,7 +190,7 @@ async def test_it_calls_a_node_whose_height_stands_still_stalled(nodes, runner):
     clock.now += dt.timedelta(minutes=2)
     stalled = await runner.run_one(spec)
     assert stalled.status == "bad"
-    assert stalled.details["error"] == "height 1000 unchanged for 6 min"
+    assert stalled.details["error"] == "height 1000 unchanged for 6m"
     nodes[0].height = 1001
     clock.now += dt.timedelta(minutes=1)
     assert (await runner.run_one(spec)).status == "ok"
@@ -267,3 +267,52 @@ async def test_one_hanging_target_does_not_delay_the_others(server, runner):
     assert [s.status for s in samples[60:]] == ["bad"] * 8
     # One after the other, the eight hangs alone would take 4 s.
     assert took < 2.0
+
+
+async def test_a_slow_reference_counts_toward_the_quorum_not_against_the_node(nodes, runner):
+    nodes[3].mode = "drip"  # each byte in time, the whole answer seconds late
+    began = time.perf_counter()
+    sample = await runner.run_one(evm(nodes, timeout=0.5))
+    assert time.perf_counter() - began < 1.4
+    assert sample.status == "ok", sample.details
+    assert sample.value == 7.5  # 1005 and 1010 answered: a majority of three
+    assert sample.details["references"][2]["error"] == "no answer within 0.5s"
+
+
+async def test_a_slow_node_is_bad_within_its_timeout(nodes, runner):
+    nodes[0].mode = "drip"
+    sample = await runner.run_one(evm(nodes, timeout=0.5))
+    assert sample.status == "bad"
+    assert sample.details["error"] == "the node: no answer within 0.5s"
+
+
+async def test_a_connection_the_node_dropped_is_retried_once(nodes, runner):
+    for node in nodes:
+        node.mode = "drop_once"
+    sample = await runner.run_one(evm(nodes))
+    assert sample.status == "ok", sample.details
+    assert sample.value == 10.0
+
+
+async def test_a_stall_under_a_minute_says_how_many_seconds(nodes, runner):
+    spec = evm(nodes, stall_after="30s")
+    assert (await runner.run_one(spec)).status == "ok"
+    runner.clock.now += dt.timedelta(seconds=40)
+    stalled = await runner.run_one(spec)
+    assert stalled.details["error"] == "height 1000 unchanged for 40s"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://" + "a" * 64 + ".example/",  # a DNS label over 63 characters: UnicodeError
+        "http://exa\u00admple.com/",  # a soft hyphen: httpx.InvalidURL
+    ],
+)
+async def test_one_check_that_raises_does_not_take_down_the_others(server, runner, url):
+    server.routes["/health"] = Route(200, b"fine")
+    good = one(f"api={server.url('/health')}")
+    broken = build({"name": "broken", "kind": "http", "url": url})
+    samples = await runner.run([broken, good])
+    assert samples[1].status == "ok"
+    assert samples[0].status in ("bad", "unknown") and samples[0].details["error"]

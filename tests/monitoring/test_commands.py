@@ -12,8 +12,9 @@ import pytest
 from steward import db
 from steward.config import load_settings
 from steward.features import Services
-from steward.monitoring import commands
-from steward.monitoring.job import Monitor
+from steward.monitoring import commands, store
+from steward.monitoring.alerts import AlertState, Sample
+from steward.monitoring.monitor import Monitor
 from steward.monitoring.spec import load_checks
 from steward.telegram.outbox import Outbox
 from tests.command_calls import command_caller
@@ -87,7 +88,8 @@ async def test_check_runs_a_check_now_and_checks_lists_them(handlers):
     await handlers.monitor.tick(list(handlers.monitor.specs.values()))
     (listing,) = await handlers.call("/checks")
     api, down = listing["text"].splitlines()
-    assert api.startswith("🟢 api: ok since 2026-03-01 13:00 CET, last ") and api.endswith(" ms")
+    assert api.startswith("🟢 api: ok since 2026-03-01 13:00 CET, last ")
+    assert api.endswith(" ms, 100% 24h")
     assert down.startswith("🟡 down: failing since 2026-03-01 13:00 CET, last ")
 
 
@@ -148,3 +150,47 @@ def test_a_user_lists_runs_charts_exports_and_mutes_checks(fake, target, tmp_pat
         wrong = ask(fake, "/csv nope", "sendMessage", "no check named")
         assert "Checks: api, down." in wrong["text"]
         assert worker.terminate()[0] == 0
+
+
+@pytest.fixture
+async def many(fake, target, sqlite_url):
+    """Three hundred checks with long names; a few down."""
+    engine = db.make_engine(sqlite_url)
+    db.metadata.create_all(engine)
+    names = [f"service-{n:03d}-" + "x" * 40 for n in range(300)]
+    checks = "; ".join(f"{name}={target.url('/api')}" for name in names)
+    settings = load_settings({"CHECKS": checks, "TZ": "Europe/Berlin"}, env_file=None)
+    clock = lambda: dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)  # noqa: E731
+    monitor = Monitor(Services(settings, engine, Outbox(engine, str(OWNER)), clock), [])
+    monitor.configured = {s.name: s for s in load_checks(checks)}
+    down = [Sample(clock(), names[n], "bad", None, {"error": "HTTP 503"}) for n in (250, 299)]
+    steps = [
+        (
+            AlertState(s.check),
+            AlertState(s.check, state="ALERTING", since=s.time, last_status="bad"),
+        )
+        for s in down
+    ]
+    store.record(engine, down, steps, clock())
+    async with command_caller(fake, TOKEN, OWNER, commands.build(monitor)) as call:
+        yield SimpleNamespace(call=call, names=names)
+    await monitor.stop()
+    engine.dispose()
+
+
+async def test_checks_sums_up_and_pages_hundreds_of_checks(many):
+    (first,) = await many.call("/checks")
+    lines = first["text"].splitlines()
+    assert lines[0] == "300 checks: 2 down, 298 no sample yet"
+    assert lines[1].startswith(f"🔴 {many.names[250]}: down since")  # problems first
+    assert lines[2].startswith(f"🔴 {many.names[299]}: down since")
+    pages = int(lines[-1].split(" of ")[1].split(":")[0])
+    assert lines[-1] == f"page 1 of {pages}: /checks 2 for more"
+    shown = [line for line in lines if line.startswith(("🔴", "⚪"))]
+    for page in range(2, pages + 1):
+        (reply,) = await many.call(f"/checks {page}")
+        shown += [line for line in reply["text"].splitlines() if line.startswith(("🔴", "⚪"))]
+    assert len(shown) == 300
+    assert {line.split(":")[0][2:] for line in shown} == set(many.names)
+    (wrong,) = await many.call(f"/checks {pages + 1}")
+    assert wrong["text"] == f"There are {pages} pages of checks: /checks 1 to /checks {pages}."

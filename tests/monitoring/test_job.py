@@ -12,7 +12,9 @@ from steward.config import load_settings
 from steward.features import Services
 from steward.monitoring import commands, store
 from steward.monitoring.cli import run_checks_once
-from steward.monitoring.job import Monitor, build_feature
+from steward.monitoring.job import build_feature
+from steward.monitoring.monitor import Monitor
+from steward.monitoring.options import ChecksError
 from steward.monitoring.spec import load_checks
 from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
@@ -153,7 +155,9 @@ def test_the_feature_groups_checks_by_interval_and_offers_the_check_mutes(sqlite
     feature = build_feature(services)
     assert feature.enabled
     assert feature.summary == "3 checks (http, tcp) every 30s, 300s"
-    assert [(j.name, j.every) for j in feature.jobs] == [
+    assert [
+        (j.name.rsplit(".", 1)[0] if ".every_" in j.name else j.name, j.every) for j in feature.jobs
+    ] == [
         ("monitoring.every_30s", dt.timedelta(seconds=30)),
         ("monitoring.every_300s", dt.timedelta(minutes=5)),
         ("monitoring.watched", dt.timedelta(seconds=10)),
@@ -226,3 +230,81 @@ async def test_a_check_muted_on_its_own_says_nothing_even_when_urgent(world, ser
     await ticks(world, monitor, 5)
     assert world.rows() == []
     await monitor.stop()
+
+
+async def test_an_alert_whose_message_cannot_be_written_is_not_marked_announced(world, server):
+    """The alert's state and the outbox row that announces it commit together: a failed insert
+    (here a trigger refusing it, as a full disk would) leaves the alert to be announced later."""
+    monitor = world.monitor()
+    server.routes["/api"] = Route(500, b"")
+    await ticks(world, monitor, 2)
+    with world.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'full'); END"
+        )
+    with pytest.raises((sa.exc.DatabaseError, RuntimeError)):  # said in the log, not swallowed
+        await ticks(world, monitor, 1)
+    with world.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse")
+    await ticks(world, monitor, 1)
+    (alert,) = world.rows()
+    assert alert.key.startswith("alert:api:")
+    await monitor.stop()
+
+
+async def test_twenty_checks_down_at_once_make_one_photo_within_telegram_s_limits(world, server):
+    server.routes["/down"] = Route(500, b"")
+    checks = "; ".join(f"c{n:02d}={server.url('/down')}" for n in range(20))
+    outbox = Outbox(world.engine, "1001", clock=world.clock)
+    services = Services(
+        settings=world.settings, engine=world.engine, outbox=outbox, clock=world.clock
+    )
+    monitor = Monitor(services, load_checks(checks))
+    await ticks(world, monitor, 3)
+    (alert,) = world.rows()
+    width = int.from_bytes(alert.photo[16:20], "big")
+    height = int.from_bytes(alert.photo[20:24], "big")
+    assert width + height <= 10_000 and height / width <= 20
+    assert height <= 6 * 260 + 60, "six panels at most"
+    for n in range(20):
+        assert f"<b>c{n:02d}</b> is down" in alert.caption  # the sender cuts what is too long
+    await monitor.stop()
+
+
+def test_workers_with_different_checks_tick_under_different_jobs(sqlite_url, server):
+    """During a deploy's overlap the old and the new worker each claim their own checks' ticks;
+    with one shared job, the winner's tick ran only its own CHECKS."""
+    engine = db.make_engine(sqlite_url)
+
+    def jobs(checks: str) -> list[str]:
+        settings = load_settings({"CHECKS": checks}, env_file=None)
+        feature = build_feature(Services(settings, engine, Outbox(engine, None), db.utcnow))
+        return [j.name for j in feature.jobs if ".every_" in j.name]
+
+    old = jobs(f"a={server.url('/api')}")
+    new = jobs(f"a={server.url('/api')}; b={server.url('/web')}")
+    assert old != new
+    assert jobs(f"a={server.url('/api')}") == old
+    engine.dispose()
+
+
+async def test_an_outage_inside_a_maintenance_window_is_announced_only_if_it_outlasts_it(
+    world, server
+):
+    # T0 is Sunday 2026-03-01 12:00 UTC, 13:00 in Berlin: a window 13:00-13:05 there.
+    spec = load_checks(f"api={server.url('/api')} maintenance='sun 13:00-13:05'")
+    outbox = Outbox(world.engine, "1001", clock=world.clock)
+    services = Services(world.settings, world.engine, outbox, world.clock)
+    monitor = Monitor(services, spec)
+    server.routes["/api"] = Route(500, b"")
+    await ticks(world, monitor, 5)  # 13:00 to 13:04: down, and silent
+    assert world.rows() == []
+    await ticks(world, monitor, 1)  # 13:05: the window is over, the outage is not
+    (alert,) = world.rows()
+    assert alert.key == f"alert:api:{T0.isoformat()}"
+    await monitor.stop()
+
+
+def test_a_maintenance_window_must_be_readable():
+    with pytest.raises(ChecksError, match="maintenance window 'sunday at two'"):
+        load_checks("api=https://a.example maintenance='sunday at two'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from steward.config import load_settings
 from steward.features import Services
 from steward.monitoring import commands, dialogs, store
-from steward.monitoring.job import Monitor
+from steward.monitoring.monitor import Monitor
 from steward.monitoring.spec import load_checks
 from steward.telegram.dialogs import Answer, DialogEngine
 from steward.telegram.outbox import Outbox
@@ -330,3 +331,30 @@ def test_watch_through_the_bot_adds_a_check_that_checks_then_lists(server, tmp_p
             fake.push_message(USER, USER, "/unwatch api")
             wait_said(fake, "api comes from CHECKS, so /unwatch cannot remove it")
             assert worker.terminate()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "target"),
+    [
+        ("http", {"url": "http://169.254.169.254/latest/meta-data/"}),
+        ("http", {"url": "http://[fd00:ec2::254]/latest/meta-data/"}),
+        ("tcp", {"host": "169.254.1.1", "port": 80}),
+        ("evm_lag", {"url": "http://node.example/", "references": "http://169.254.169.254/"}),
+    ],
+)
+async def test_watch_refuses_link_local_and_cloud_metadata_targets(world, kind, target):
+    _, monitor = world.process()
+    options = {"name": "meta", "kind": kind, **target}
+    problem = await asyncio.to_thread(monitor.add_watched, options, str(CHAT), USER)
+    assert problem is not None and "CHECKS_ALLOW_PRIVATE=true" in problem
+    assert world.watched() == {}
+
+
+async def test_checks_allow_private_lets_watch_add_them_and_checks_always_may(world, sqlite_url):
+    world.settings = load_settings(
+        {"CHECKS": "meta=http://169.254.169.254/", "CHECKS_ALLOW_PRIVATE": "true"}, env_file=None
+    )
+    _, monitor = world.process()
+    options = {"name": "meta2", "kind": "http", "url": "http://169.254.169.254/"}
+    assert await asyncio.to_thread(monitor.add_watched, options, str(CHAT), USER) is None
+    assert "meta" in monitor.configured

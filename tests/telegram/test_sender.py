@@ -380,3 +380,20 @@ async def test_a_killed_worker_s_notifications_are_delivered_once_by_the_next(sq
         assert await sender.flush(5)
     assert texts(fake, 42) == [f"child {n}" for n in range(4)]
     engine.dispose()
+
+
+async def test_a_photo_telegram_refuses_goes_out_as_text(engine, fake):
+    import struct
+    import zlib
+
+    def png(width: int, height: int) -> bytes:
+        header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        chunk = b"IHDR" + header
+        return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + zlib.crc32(chunk).to_bytes(4)
+
+    outbox = Outbox(engine, "42")
+    async with running(engine, fake, outbox=outbox) as sender:
+        await outbox.anotify(photo=png(800, 9800), caption="🔴 <b>api</b> is down", key="a:1")
+        assert await sender.flush(5)
+    assert [(m["method"], m["text"]) for m in fake.sent] == [("sendMessage", "🔴 api is down")]
+    assert rows(engine)[0].state == "sent"
