@@ -136,16 +136,3 @@ def test_a_row_with_a_long_caption_becomes_the_file_then_the_rest_then_its_text(
     assert parts[0].reply_to_message_id == 9 and parts[1].reply_to_message_id is None
     assert parts[-1].text == "after" and parts[-1].buttons == [[("Ok", "x:ok")]]
     assert parts[0].buttons is None
-
-
-async def test_a_photo_refused_for_good_still_delivers_its_caption_as_text(fake, sink, caplog):
-    fake.fail_next("sendPhoto", 400, description="Bad Request: IMAGE_PROCESS_FAILED")
-    sent = await sink.deliver(
-        Outgoing("42", "photo", text="✅ <b>resnet</b> (run 1) finished", photo=b"\x89PNG bad")
-    )
-    assert sent is not None
-    last = fake.sent[-1]
-    assert last["method"] == "sendMessage" and last["text"] == "✅ resnet (run 1) finished"
-    assert any(
-        r.levelno == logging.ERROR and "refused the photo" in r.message for r in caplog.records
-    )
