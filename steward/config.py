@@ -8,6 +8,8 @@ The seed bot's lowercase names (`consumer_key`, `template`, `timeout`, ...) are 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import re
@@ -321,16 +323,39 @@ class Settings(BaseSettings):
         description="Seconds a question in a dialog waits for an answer.",
     )
 
+    # Farm
+    steward_secret_key: SecretStr | None = _env(
+        "STEWARD_SECRET_KEY",
+        expect="Fernet keys separated by commas, newest first (see README: The farm)",
+        secret=True,
+        default=None,
+        description="Encrypts farm bots' tokens in the store; old keys after the new one.",
+    )
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, **_sources):
         # load_settings() gathers the environment and .env itself (see there), so the
         # model reads only what it is given: tests and the worker build it the same way.
         return (init_settings,)
 
-    @field_validator("telegram_token", "webhook_secret", mode="before")
+    @field_validator("telegram_token", "webhook_secret", "steward_secret_key", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("steward_secret_key")
+    @classmethod
+    def _fernet_keys(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        for key in v.get_secret_value().split(","):
+            try:
+                raw = base64.urlsafe_b64decode(key.strip().encode())
+            except (ValueError, binascii.Error):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("holds a value that is not a Fernet key")
+        return v
 
     @field_validator("telegram_token")
     @classmethod
