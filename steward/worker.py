@@ -25,7 +25,12 @@ from steward.telegram.outbox import Outbox
 log = logging.getLogger("steward.worker")
 
 # Each feature folder's job.py has `build_feature(services) -> Feature`.
-FEATURE_MODULES = ("steward.posting.job", "steward.training.job", "steward.monitoring.job")
+FEATURE_MODULES = (
+    "steward.posting.job",
+    "steward.training.job",
+    "steward.monitoring.job",
+    "steward.farm.job",
+)
 HOUSEKEEPING_EVERY = dt.timedelta(hours=1)
 DIALOG_SWEEP_EVERY = dt.timedelta(seconds=15)
 LOG_CHAT = "log"  # where notifications go without TELEGRAM_TOKEN and TELEGRAM_CHAT_ID

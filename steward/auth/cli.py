@@ -29,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
         help="authorize the reader account (X_READER_ACCESS_TOKEN/_SECRET)",
     )
     x.add_argument("--env", action="store_true", help="write the values to .env")
+    x.add_argument("--bot", metavar="NAME", help="store the tokens for this farm bot, encrypted")
     return p
 
 
@@ -47,4 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(discover(settings, wait=args.wait, env_file=env_file))
     from steward.auth.x import run_x_auth
 
+    if args.bot:
+        from steward.farm.auth import bot_token_store
+
+        store = bot_token_store(settings, args.bot)
+        if isinstance(store, int):
+            return store
+        return run_x_auth(settings, store=store)
     return run_x_auth(settings, reader=args.reader, env_file=env_file)

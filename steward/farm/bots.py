@@ -222,3 +222,7 @@ def stats(conn: Connection, name: str, now: dt.datetime) -> Stats:
         None if bot.paused else leases.next_due(conn, UNIT_KIND, name),
         secrets.names(conn, name),
     )
+
+
+def last_error(conn: Connection, name: str) -> str | None:
+    return conn.scalar(sa.select(bots.c.last_error).where(bots.c.name == name))
