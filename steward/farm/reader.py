@@ -40,7 +40,7 @@ def read(engine: Engine, client, *, grab: int, now: dt.datetime) -> int:
         since = conn.scalar(sa.select(db.state.c.value).where(db.state.c.key == SINCE_KEY))
     try:
         response = client.get_home_timeline(
-            max_results=min(max(grab, 5), 100), since_id=since, user_auth=True
+            max_results=min(max(grab, 1), 100), since_id=since, user_auth=True
         )
     except (tweepy.TweepyException, requests.RequestException) as exc:
         reason = " ".join(str(exc).split())

@@ -36,3 +36,11 @@ def bots_cli(monkeypatch, tmp_path, capsys, store_url):
         db.upgrade(engine)
         engine.dispose()
     return bots
+
+
+@pytest.fixture
+def fake():
+    from tests.fakes.x_api import FakeX
+
+    with FakeX(consumer_key="ck", consumer_secret="cs") as server:
+        yield server
