@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,7 +30,7 @@ log = logging.getLogger("steward.farm")
 
 LEASE = dt.timedelta(seconds=60)
 POLL = 1.0  # seconds between looks for due units when idle
-CONCURRENCY = 8
+CONCURRENCY = 6  # units at once per process; the store's pool (10) is shared with the rest
 
 
 def next_due(due: dt.datetime, every: dt.timedelta, now: dt.datetime) -> dt.datetime:
@@ -39,20 +40,27 @@ def next_due(due: dt.datetime, every: dt.timedelta, now: dt.datetime) -> dt.date
 
 
 class Farm:
-    def __init__(self, services: Services, *, lease: dt.timedelta = LEASE) -> None:
+    def __init__(
+        self, services: Services, *, lease: dt.timedelta = LEASE, concurrency: int = CONCURRENCY
+    ) -> None:
         self.services = services
         self.settings = services.settings
         self.engine = services.engine
         self.outbox = services.outbox
         self.clock = services.clock
         self.lease = lease
+        self.concurrency = concurrency
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.vault = secrets.Vault.from_settings(self.settings)
         self.reader_client = self._reader_client()
-        self.held: dict[tuple[str, str], leases.Unit] = {}
+        self.held: dict[tuple[str, str], leases.Unit] = {}  # what this process holds leases on
+        self._lock = threading.Lock()
         self.done = 0
         self._task: asyncio.Task | None = None
-        self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="farm")
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="farm")
+        # What each kind of unit does; another kind (a check's sample, a run's watch) is one
+        # more entry here, claimed and leased the same way.
+        self.handlers = {BOT: self._bot_tick, reader.UNIT_KIND: self._read}
 
     def _reader_client(self):
         from steward.posting.wiring import LazyClient
@@ -79,7 +87,7 @@ class Farm:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
-        for unit in list(self.held.values()):
+        for unit in self._held_now():
             await asyncio.to_thread(leases.release, self.engine, unit)
 
     async def _loop(self) -> None:
@@ -89,17 +97,16 @@ class Farm:
         while True:
             claimed: list[leases.Unit] = []
             try:
-                free = CONCURRENCY - len(running)
-                kinds = (BOT, reader.UNIT_KIND)
+                free = self.concurrency - len(running)
                 claimed = await asyncio.to_thread(
                     leases.claim, self.engine, self.owner,
-                    now=self.clock(), lease=self.lease, limit=free, kinds=kinds,
+                    now=self.clock(), lease=self.lease, limit=free, kinds=list(self.handlers),
                 )  # fmt: skip
                 for unit in claimed:
-                    self.held[(unit.kind, unit.key)] = unit
+                    self._hold(unit)
                     running.add(loop.run_in_executor(self._pool, self.run_unit, unit))
                 if loop.time() - renewed > self.lease.total_seconds() / 3 and self.held:
-                    held = list(self.held.values())
+                    held = self._held_now()
                     await asyncio.to_thread(
                         leases.extend, self.engine, held, now=self.clock(), lease=self.lease
                     )
@@ -113,15 +120,23 @@ class Farm:
             elif not claimed:
                 await asyncio.sleep(POLL)
 
+    def _held_now(self) -> list[leases.Unit]:
+        with self._lock:
+            return list(self.held.values())
+
+    def _hold(self, unit: leases.Unit) -> None:
+        with self._lock:
+            self.held[(unit.kind, unit.key)] = unit
+
     def run_due(self) -> int:
         """Claim and run every due unit here, one after another (tests; a cron-style run)."""
         count = 0
         while units := leases.claim(
-            self.engine, self.owner, now=self.clock(), lease=self.lease, limit=CONCURRENCY,
-            kinds=(BOT, reader.UNIT_KIND),
+            self.engine, self.owner, now=self.clock(), lease=self.lease, limit=self.concurrency,
+            kinds=list(self.handlers),
         ):  # fmt: skip
             for unit in sorted(units, key=lambda u: u.kind != reader.UNIT_KIND):
-                self.held[(unit.kind, unit.key)] = unit
+                self._hold(unit)
                 self.run_unit(unit)
                 count += 1
         return count
@@ -135,19 +150,21 @@ class Farm:
 
     def run_unit(self, unit: leases.Unit) -> None:
         try:
-            if unit.kind == BOT:
-                self._bot_tick(unit)
-            else:
-                self._read(unit)
+            self.handlers[unit.kind](unit)
             self.done += 1
         except Exception:
             log.exception("farm: %s %s failed; it goes back to the queue", unit.kind, unit.key)
             leases.release(self.engine, unit)
         finally:
-            self.held.pop((unit.kind, unit.key), None)
+            with self._lock:
+                self.held.pop((unit.kind, unit.key), None)
 
     def _read(self, unit: leases.Unit) -> None:
         now = self.clock()
+        if self.reader_client is None:  # the reader's tokens were unset since
+            with self.engine.begin() as conn:
+                leases.remove(conn, reader.UNIT_KIND, reader.UNIT_KEY)
+            return
         error = None
         try:
             reader.read(self.engine, self.reader_client, grab=self.settings.tweet_grab, now=now)
