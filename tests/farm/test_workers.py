@@ -1,0 +1,48 @@
+"""`python bot.py` workers sharing a farm: each bot's tick runs once, on one of them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.worker_process import ROOT, WorkerProcess, clean_env
+
+TICK = re.compile(r"farm: bot (\w+): tick of (\S+): 1 sent")
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_farm_and_run_each_bots_tick_once(pg_url, tmp_path):
+    env = clean_env(DATABASE_URL=pg_url)
+    subprocess.run([sys.executable, str(ROOT / "bot.py"), "migrate"], env=env, check=True)
+    names = [f"b{i}" for i in range(8)]
+    for name in names:
+        args = ["bots", "add", name, "--template", f"{name}: %s", "--words", "a1,b2,c3,d4"]
+        done = subprocess.run([sys.executable, str(ROOT / "bot.py"), *args], env=env)
+        assert done.returncode == 0
+    with WorkerProcess(env, tmp_path) as one, WorkerProcess(env, tmp_path) as two:
+        one.wait_ready()
+        two.wait_ready()
+        ticks: list[tuple[str, str]] = []
+        for _ in names:
+            ticks.append(_next_tick(one, two, set(ticks)))
+        assert sorted(n for n, _ in ticks) == names
+        one.terminate()
+        two.terminate()
+        output = one.output + "\n" + two.output
+    all_ticks = TICK.findall(output)
+    assert sorted(all_ticks) == sorted(ticks)  # none twice, on either worker
+    assert "Traceback" not in output
+
+
+def _next_tick(one: WorkerProcess, two: WorkerProcess, seen: set) -> tuple[str, str]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for found in TICK.findall(one.output + "\n" + two.output):
+            if found not in seen:
+                return found
+        time.sleep(0.1)
+    raise AssertionError("no new farm tick within 60 s:\n" + one.output + "\n" + two.output)
