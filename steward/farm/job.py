@@ -30,6 +30,10 @@ log = logging.getLogger("steward.farm")
 
 LEASE = dt.timedelta(seconds=60)
 POLL = 1.0  # seconds between looks for due units when idle
+DEMO_BOTS = (
+    ("haiku", "{Word} in the {place}, {time} light.", "moss,rain,frost,heron,lantern"),
+    ("newsy", "Breaking: %s meets %s.", "comet,teapot,senate,otter,violin"),
+)
 CONCURRENCY = 6  # units at once per process; the store's pool (10) is shared with the rest
 
 
@@ -80,6 +84,8 @@ class Farm:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.ensure_reader)
+        if self.services.extra.get("demo"):
+            await asyncio.to_thread(self._demo_bots)
         self._task = asyncio.create_task(self._loop(), name="farm")
 
     async def stop(self) -> None:
@@ -140,6 +146,15 @@ class Farm:
                 self.run_unit(unit)
                 count += 1
         return count
+
+    def _demo_bots(self) -> None:
+        """`--demo`: two dry-run bots posting every minute, so /bots and /farm have rows."""
+        with self.engine.begin() as conn:
+            if farm_bots.all_bots(conn):
+                return
+            for name, template, words in DEMO_BOTS:
+                bot = farm_bots.Bot(name, template, interval_min=1, words=words)
+                farm_bots.add(conn, bot, self.clock())
 
     def ensure_reader(self) -> None:
         if self.reader_client is not None:
