@@ -22,7 +22,7 @@ from steward import logs
 from steward.farm import bots as farm_bots
 from steward.farm import leases, reader, secrets
 from steward.farm.bots import UNIT_KIND as BOT
-from steward.farm.posting_adapter import BotTick, TickError
+from steward.farm.posting_adapter import BotTick, TickError, build_publishers, publishers_key
 from steward.features import Feature, Services
 from steward.telegram.formatting import esc
 
@@ -65,6 +65,7 @@ class Farm:
         # What each kind of unit does; another kind (a check's sample, a run's watch) is one
         # more entry here, claimed and leased the same way.
         self.handlers = {BOT: self._bot_tick, reader.UNIT_KIND: self._read}
+        self._publishers: dict[str, dict] = {}  # per bot, targets and tokens: kept between ticks
 
     def _reader_client(self):
         from steward.posting.wiring import LazyClient
@@ -234,8 +235,14 @@ class Farm:
             with self.engine.connect() as conn:
                 tokens = secrets.get(conn, self.vault, bot.name)
             logs.add_secrets(tokens.values())
+            key = publishers_key(bot, tokens)
+            if (publishers := self._publishers.get(key)) is None:
+                publishers = build_publishers(
+                    bot, tokens, settings=self.settings, outbox=self.outbox
+                )
+                self._publishers[key] = publishers
             tick = BotTick(
-                bot, tokens, settings=self.settings, engine=self.engine,
+                bot, publishers, settings=self.settings, engine=self.engine,
                 outbox=self.outbox, clock=self.clock,
             )  # fmt: skip
             result = tick.run(at)

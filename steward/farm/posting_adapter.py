@@ -16,6 +16,7 @@ A tick, exactly once through a crash at any point (its unit may be re-run by ano
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import random
 from dataclasses import dataclass
@@ -68,15 +69,30 @@ def _publisher(network: str, chat: str, bot: Bot, tokens: dict, settings, outbox
     return getattr(publishers, kind)(**{k: v for k, v in tokens.items() if k.startswith(network)})
 
 
+def publishers_key(bot: Bot, tokens: dict) -> str:
+    """Changes when the bot's targets or tokens change (a hash: safe to keep in memory)."""
+    raw = "\0".join([bot.name, *bot.targets, *(f"{k}={v}" for k, v in sorted(tokens.items()))])
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def build_publishers(bot: Bot, tokens: dict, *, settings, outbox) -> dict:
+    """Target -> publisher for one bot. Worth keeping between ticks: X's publisher learns the
+    account's @name once (one API call) for its links."""
+    out = {}
+    for target in bot.targets:
+        network, _, chat = target.partition(":")
+        out[target] = _publisher(network, chat, bot, tokens, settings, outbox)
+    return out
+
+
 class BotTick:
     """One bot's tick at `at` (blocking; run in a worker thread)."""
 
-    def __init__(self, bot: Bot, tokens: dict, *, settings, engine: Engine, outbox, clock) -> None:
+    def __init__(
+        self, bot: Bot, publishers: dict, *, settings, engine: Engine, outbox, clock
+    ) -> None:
         self.bot, self.settings, self.engine, self.clock = bot, settings, engine, clock
-        self.publishers = {}
-        for target in bot.targets:
-            network, _, chat = target.partition(":")
-            self.publishers[target] = _publisher(network, chat, bot, tokens, settings, outbox)
+        self.publishers = publishers
         self.rng = random.Random()
 
     def run(self, at: dt.datetime) -> Result:
