@@ -102,8 +102,8 @@ def _list(engine, settings, args) -> int:
 
 
 def _main_line(settings: Settings) -> str:
-    shown = "on" if settings.post_template or settings.x_credentials else "default template"
-    return f"main (env: POST_TEMPLATE, every {settings.post_interval} min; {shown})"
+    where = "X" if settings.x_credentials else "dry-run"
+    return f"main: the bot from the environment, every {settings.post_interval} min to {where}"
 
 
 def _show(engine, settings, args) -> int:

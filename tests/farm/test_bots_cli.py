@@ -25,7 +25,7 @@ def test_it_adds_a_bot_and_lists_it_next_to_main(bots_cli):
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["bot", "today", "words"]
     assert lines[1].split()[:3] == ["poet", "0", "0"]
-    assert lines[-1].startswith("main (env")
+    assert lines[-1] == "main: the bot from the environment, every 30 min to dry-run"
 
 
 def test_it_shows_a_bots_settings_and_stats(bots_cli):
