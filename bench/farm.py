@@ -140,6 +140,17 @@ def fresh_schema(admin_url: str) -> tuple[str, str]:
     return schema, url.render_as_string(hide_password=False)
 
 
+def drop_schema(admin_url: str, schema: str) -> None:
+    import sqlalchemy as sa
+
+    from steward import db
+
+    admin = db.make_engine(admin_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
 def setup(url: str, x_url: str, key: str, bots: int, checks: int, port: int) -> None:
     import sqlalchemy as sa
 
@@ -264,6 +275,7 @@ def main() -> None:
                     result = measure(url, env, workers, args.seconds, Path(tmp))
                     result["x_posts"] = len(x.posts)
                     results.append(result)
+                    drop_schema(admin_url, schema)
                     print(f"{workers} worker(s): {result}", flush=True)
     finally:
         target.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -46,3 +47,43 @@ def _next_tick(one: WorkerProcess, two: WorkerProcess, seen: set) -> tuple[str, 
                 return found
         time.sleep(0.1)
     raise AssertionError("no new farm tick within 60 s:\n" + one.output + "\n" + two.output)
+
+
+@pytest.mark.slow
+def test_a_bots_tokens_never_reach_the_log_even_at_debug(tmp_path, fake, key):
+    fake.add_user("7", "poet", "7-tokenvalue-abcdef", "7-secretvalue-abcdef")
+    env = clean_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'store.sqlite'}",
+        STEWARD_SECRET_KEY=key,
+        X_CONSUMER_KEY="ck",
+        X_CONSUMER_SECRET="cs",
+        X_API_URL=fake.url,
+        LOG_LEVEL="DEBUG",
+    )
+    farm = {
+        "format": "steward-farm/1",
+        "bots": [
+            {
+                "name": "poet",
+                "template": "%s at dusk.",
+                "words": "owls,bats,moths",
+                "targets": ["x"],
+                "secrets": {
+                    "x_access_token": "7-tokenvalue-abcdef",
+                    "x_access_secret": "7-secretvalue-abcdef",
+                },
+            }
+        ],
+    }
+    (tmp_path / "farm.json").write_text(json.dumps(farm))
+    imported = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), "bots", "import", "farm.json"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    with WorkerProcess(env, tmp_path) as worker:
+        worker.wait_for(r"farm: bot poet: tick of \S+: 1 sent", timeout=60)
+        worker.terminate()
+        output = worker.output
+    assert len(fake.posts) == 1
+    assert "tokenvalue" not in output and "secretvalue" not in output
