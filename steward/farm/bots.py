@@ -40,6 +40,11 @@ class Bot:
     monthly_limit: int = 0
     paused: bool = False
 
+    @property
+    def reads_timeline(self) -> bool:
+        """Draws from the shared reader's timeline (neither its own words nor a feed)."""
+        return self.words is None and self.feed_url is None
+
     def spec(self) -> dict:
         return asdict(self)
 

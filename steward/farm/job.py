@@ -223,8 +223,9 @@ class Farm:
             if not leases.finish(conn, unit, next_due=next_due(unit.due_at, every, now), now=now):
                 log.warning("farm: bot %s: lease lost before the tick finished", bot.name)
                 return
-            stored, unused = farm_bots.word_counts(conn, bot.name)
-            reader.sample(conn, bot.name, stored, unused, now)
+            if bot.reads_timeline:  # /farm's chart: the shared timeline's words only
+                stored, unused = farm_bots.word_counts(conn, bot.name)
+                reader.sample(conn, bot.name, stored, unused, now)
             if error != row_error:
                 farm_bots.record_error(conn, bot.name, error, now)
                 self._announce(conn, bot.name, error, now)

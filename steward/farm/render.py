@@ -25,7 +25,8 @@ def table_rows(rows: list[Stats], tz: dt.tzinfo, *, main: str | None = None) -> 
         if len(error) > ERROR_SHOWN:
             error = error[: ERROR_SHOWN - 1] + "…"
         when = _when(s.next_post, tz, s.bot.paused)
-        lines.append((s.bot.name, str(s.posts_today), str(s.words_unused), when, error))
+        left = str(s.words_unused) if s.bot.reads_timeline else "-"
+        lines.append((s.bot.name, str(s.posts_today), left, when, error))
     widths = [max(len(line[i]) for line in lines) for i in range(4)]
     out = [
         "  ".join(c.ljust(w) for c, w in zip(line[:4], widths, strict=True)) + "  " + line[4]
@@ -53,7 +54,9 @@ def stats_lines(s: Stats, tz: dt.tzinfo) -> list[str]:
         f"{b.per_tick} post(s) every {b.interval_min} min to {', '.join(b.targets)}",
         f"words from {source}",
         f"posts: {s.posts_today} today, {s.posts_month} this month {cap}, {s.posts_total} in all",
-        f"reader words stored: {s.words_stored}, not yet used by {b.name}: {s.words_unused}",
+        f"reader words stored: {s.words_stored}, not yet used by {b.name}: {s.words_unused}"
+        if b.reads_timeline
+        else f"reader words stored: {s.words_stored} ({b.name} does not use them)",
         f"next post: {_when(s.next_post, tz, b.paused)}",
         f"tokens stored: {', '.join(s.secrets) if s.secrets else 'none'}",
     ]

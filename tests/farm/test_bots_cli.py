@@ -24,7 +24,7 @@ def test_it_adds_a_bot_and_lists_it_next_to_main(bots_cli):
     assert status == 0
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["bot", "today", "words"]
-    assert lines[1].split()[:3] == ["poet", "0", "0"]
+    assert lines[1].split()[:3] == ["poet", "0", "-"]  # its own words, not the reader's
     assert lines[-1] == "main: the bot from the environment, every 30 min to dry-run"
 
 
@@ -36,6 +36,7 @@ def test_it_shows_a_bots_settings_and_stats(bots_cli):
     assert "template: {Word} is a quiet thing." in out
     assert "1 post(s) every 60 min to dry-run" in out
     assert "words from its own words (3)" in out
+    assert "reader words stored: 0 (poet does not use them)" in out
     assert "posts: 0 today, 0 this month (no monthly cap), 0 in all" in out
     assert "tokens stored: none" in out
 
