@@ -20,10 +20,11 @@ def test_two_workers_share_the_farm_and_run_each_bots_tick_once(pg_url, tmp_path
     env = clean_env(DATABASE_URL=pg_url)
     subprocess.run([sys.executable, str(ROOT / "bot.py"), "migrate"], env=env, check=True)
     names = [f"b{i}" for i in range(8)]
-    for name in names:
-        args = ["bots", "add", name, "--template", f"{name}: %s", "--words", "a1,b2,c3,d4"]
-        done = subprocess.run([sys.executable, str(ROOT / "bot.py"), *args], env=env)
-        assert done.returncode == 0
+    spec = {"template": "%s!", "words": "owls,bats,moths", "targets": ["dry-run"]}
+    farm = {"format": "steward-farm/1", "bots": [spec | {"name": n} for n in names]}
+    (tmp_path / "farm.json").write_text(json.dumps(farm))
+    args = [sys.executable, str(ROOT / "bot.py"), "bots", "import", "farm.json"]
+    assert subprocess.run(args, env=env, cwd=tmp_path).returncode == 0
     with WorkerProcess(env, tmp_path) as one, WorkerProcess(env, tmp_path) as two:
         one.wait_ready()
         two.wait_ready()
