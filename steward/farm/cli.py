@@ -42,6 +42,11 @@ def add_parser(sub) -> None:
     imp = cmd.add_parser("import", help="add or replace bots from an export file ('-': stdin)")
     imp.add_argument("file")
     cmd.add_parser("rekey", help="re-encrypt stored tokens with STEWARD_SECRET_KEY's first key")
+    secret = cmd.add_parser(
+        "secret", help="store one token for a bot, read from the terminal or stdin (never argv)"
+    )
+    secret.add_argument("name")
+    secret.add_argument("key", choices=secrets.NAMES)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -162,6 +167,26 @@ def _rekey(engine, settings, args) -> int:
     return 0
 
 
+def _secret(engine, settings, args) -> int:
+    import getpass
+
+    from steward.db import utcnow
+
+    vault = secrets.Vault.from_settings(settings)
+    if not vault.ready:
+        raise secrets.SecretError(secrets.NO_KEY)
+    with engine.connect() as conn:
+        farm_bots.get(conn, args.name)
+    prompt = f"{args.key} for {args.name} (not shown): "
+    value = (getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline()).strip()
+    if not value:
+        raise BotError("no value given; nothing was stored")
+    with engine.begin() as conn:
+        secrets.put(conn, vault, args.name, {args.key: value}, utcnow())
+    print(f"stored {args.key} for {args.name}, encrypted")
+    return 0
+
+
 ACTIONS = {
     "add": _add,
     "list": _list,
@@ -172,4 +197,5 @@ ACTIONS = {
     "export": _export,
     "import": _import,
     "rekey": _rekey,
+    "secret": _secret,
 }

@@ -146,3 +146,23 @@ def test_auth_tool_for_a_bot_without_a_key_stops_before_the_pin_flow(x_fake, tmp
     assert done.returncode == 78
     assert done.stderr.strip() == secrets.NO_KEY
     assert x_fake.calls == []
+
+
+def test_bots_secret_stores_a_token_read_from_stdin_encrypted(
+    bots_cli, key, store_url, monkeypatch
+):
+    import io
+
+    bots_cli("add", "poet", "--template", "%s", "--to", "mastodon")
+    monkeypatch.setattr("sys.stdin", io.StringIO("mastodon-token-value\n"))
+    status, out, _ = bots_cli(
+        "secret", "poet", "mastodon_access_token", env={"STEWARD_SECRET_KEY": key}
+    )
+    assert (status, out.strip()) == (0, "stored mastodon_access_token for poet, encrypted")
+    assert "mastodon-token-value" not in str(raw_values(store_url))
+    assert "tokens stored: mastodon_access_token" in bots_cli("show", "poet")[1]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    status, _, err = bots_cli(
+        "secret", "poet", "mastodon_access_token", env={"STEWARD_SECRET_KEY": key}
+    )
+    assert status == 64 and "no value given" in err
