@@ -101,8 +101,10 @@ class Farm:
         loop = asyncio.get_running_loop()
         running: set[asyncio.Future] = set()
         renewed = loop.time()
+        failing = False
         while True:
             claimed: list[leases.Unit] = []
+            running = {f for f in running if not f.done()}
             try:
                 free = self.concurrency - len(running)
                 claimed = await asyncio.to_thread(
@@ -118,8 +120,13 @@ class Farm:
                         leases.extend, self.engine, held, now=self.clock(), lease=self.lease
                     )
                     renewed = loop.time()
-            except Exception:
-                log.exception("farm: could not claim work from the store; trying again")
+                if failing:
+                    log.info("farm: the store answers again")
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage, not once a second
+                    log.error("farm: cannot claim work from the store (%s); retrying", exc)
+                failing = True
             if running and not claimed:
                 _, running = await asyncio.wait(
                     running, timeout=POLL, return_when="FIRST_COMPLETED"
