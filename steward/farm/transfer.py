@@ -18,6 +18,25 @@ from steward.farm import secrets
 from steward.farm.bots import Bot, BotError
 
 FORMAT = "steward-farm/1"
+_TEXT_OR_NULL = (str, type(None))
+TYPES = {
+    "name": str,
+    "template": str,
+    "interval_min": int,
+    "per_tick": int,
+    "words": _TEXT_OR_NULL,
+    "feed_url": _TEXT_OR_NULL,
+    "targets": list,
+    "monthly_limit": int,
+    "paused": bool,
+}
+DESCRIBED: dict[object, str] = {
+    str: "text",
+    int: "a whole number",
+    list: "a list",
+    bool: "true or false",
+    _TEXT_OR_NULL: "text or null",
+}
 
 
 def export(conn: Connection, vault: secrets.Vault, *, with_secrets: bool) -> dict[str, Any]:
@@ -50,11 +69,18 @@ def parse(text: str) -> list[tuple[Bot, dict[str, str]]]:
             bot = Bot(**{k: v for k, v in entry.items() if k != "secrets"})
         except TypeError:
             raise BotError(f"bot #{i} lacks a name or a template") from None
+        for name, kind in TYPES.items():
+            value = getattr(bot, name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise BotError(f"bot #{i}: {name} is not {DESCRIBED[kind]}")
+        values = entry.get("secrets") or {}
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise BotError(f"bot #{i}: secrets must map names to text")
         try:
             farm_bots.validate(bot)
         except BotError as exc:
             raise BotError(f"bot {entry.get('name')!r}: {exc}") from None
-        found.append((bot, dict(entry.get("secrets") or {})))
+        found.append((bot, dict(values)))
     return found
 
 

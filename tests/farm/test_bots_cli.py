@@ -157,3 +157,19 @@ def test_import_refuses_a_broken_file_and_changes_nothing(bots_cli, key):
         f.write("{not json")
     status, _, err = bots_cli("import", "farm.json")
     assert status == 64 and "the file is not JSON" in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("interval_min", "often", "interval_min is not a whole number"),
+        ("paused", "yes", "paused is not true or false"),
+        ("targets", "x", "targets is not a list"),
+        ("words", 7, "words is not text or null"),
+    ],
+)
+def test_import_names_a_field_of_the_wrong_type(bots_cli, key, field, value, says):
+    status, _, err = _import(
+        bots_cli, {"format": "steward-farm/1", "bots": [_spec("b", **{field: value})]}, key
+    )
+    assert status == 64 and says in err and "Traceback" not in err
