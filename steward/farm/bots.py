@@ -82,6 +82,8 @@ def parse_targets(raw: str | list[str]) -> list[str]:
     parts = raw if isinstance(raw, list) else [p.strip() for p in raw.split(",") if p.strip()]
     if not parts:
         raise BotError("--to names no network; use e.g. x,telegram:@channel,mastodon,bluesky")
+    if not all(isinstance(p, str) for p in parts):
+        raise BotError("targets must be names like x or telegram:@channel")
     out: list[str] = []
     for part in parts:
         network, _, chat = part.partition(":")
