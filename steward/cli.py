@@ -1,4 +1,4 @@
-"""Command line: `python bot.py [--demo] [worker|config|migrate|post|check|status]`."""
+"""Command line: `python bot.py [--demo] [worker|config|migrate|post|check|status|bots]`."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("check", help="run every monitoring check once and print a table")
     sub.add_parser("status", help="print what the worker is doing, from the store")
+    from steward.farm.cli import add_parser as add_bots_parser
+
+    add_bots_parser(sub)
     return p
 
 
@@ -155,6 +158,12 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     return run_check(settings)
 
 
+def cmd_bots(settings: Settings, args: argparse.Namespace) -> int:
+    from steward.farm.cli import run
+
+    return run(settings, args)
+
+
 COMMANDS = {
     "worker": cmd_worker,
     "config": cmd_config,
@@ -162,4 +171,5 @@ COMMANDS = {
     "post": cmd_post,
     "check": cmd_check,
     "status": cmd_status,
+    "bots": cmd_bots,
 }

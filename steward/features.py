@@ -27,6 +27,7 @@ STORE_MODULES = (
     "steward.posting.store",
     "steward.training.store",
     "steward.monitoring.store",
+    "steward.farm.store",
 )
 
 

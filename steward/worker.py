@@ -37,7 +37,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("steward.worker")
 
 # Each feature folder's job.py has `build_feature(services) -> Feature`.
-FEATURE_MODULES = ("steward.posting.job", "steward.training.job", "steward.monitoring.job")
+FEATURE_MODULES = (
+    "steward.posting.job",
+    "steward.training.job",
+    "steward.monitoring.job",
+    "steward.farm.job",
+)
 HOUSEKEEPING_EVERY = dt.timedelta(hours=1)
 DIALOG_SWEEP_EVERY = dt.timedelta(seconds=15)
 WATCHDOG = "steward.watchdog"

@@ -29,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
         help="authorize the reader account (X_READER_ACCESS_TOKEN/_SECRET)",
     )
     x.add_argument("--env", action="store_true", help="write the values to .env")
+    x.add_argument("--bot", metavar="NAME", help="store the tokens for this farm bot, encrypted")
     md = sub.add_parser("mastodon", help="an OAuth app and access token for a Mastodon instance")
     md.add_argument("instance", nargs="?", help="the instance, e.g. mastodon.social")
     md.add_argument("--env", action="store_true", help="write the values to .env")
@@ -67,4 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     from steward.auth.x import run_x_auth
 
+    if args.bot:
+        from steward.farm.auth import bot_token_store
+
+        store = bot_token_store(settings, args.bot)
+        if isinstance(store, int):
+            return store
+        return run_x_auth(settings, store=store)
     return run_x_auth(settings, reader=args.reader, env_file=env_file)

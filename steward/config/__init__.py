@@ -2,7 +2,7 @@
 
 `Settings` is the only place that knows variable names. It is composed of one model per feature
 (`telegram.py`, `store.py`, `x.py`, `networks.py`, `posting.py`, `training.py`, `monitoring.py`,
-`dialogs.py` beside this file); a new variable goes into its feature's model, then
+`dialogs.py`, `farm.py` beside this file); a new variable goes into its feature's model, then
 `python scripts/sync_config_docs.py` rewrites the docs. `load_settings()` reads the process
 environment over an optional `.env` file (python-dotenv semantics; a real environment variable
 always wins) and raises `ConfigError` with one sentence naming the variable and the expected form.
@@ -22,6 +22,7 @@ from pydantic_settings import SettingsConfigDict
 
 from steward import db
 from steward.config.dialogs import DialogSettings
+from steward.config.farm import FarmSettings
 from steward.config.fields import EXIT_CONFIG, ConfigError
 from steward.config.monitoring import MonitoringSettings
 from steward.config.networks import NetworkSettings
@@ -37,6 +38,7 @@ __all__ = ["EXIT_CONFIG", "ConfigError", "Settings", "gather", "load_settings", 
 class Settings(
     # pydantic lists fields base-most first, so this order (reversed) is the order of README's
     # table, `.env.example` and `app.json`: Telegram, store, X, posting, training, monitoring.
+    FarmSettings,
     DialogSettings,
     MonitoringSettings,
     TrainingSettings,

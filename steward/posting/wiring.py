@@ -191,6 +191,9 @@ def _x_credentials(settings: Settings) -> tuple[str, str, str, str] | None:
         settings.x_access_secret,
     )
     missing = [name for name, value in zip(X_VARIABLES, values, strict=True) if value is None]
+    if missing == list(X_VARIABLES[2:]):
+        # The app's keys alone serve the reader and the farm's bots (steward/farm): main is dry.
+        return None
     if missing and len(missing) < len(X_VARIABLES):
         # Three of four set is a half-finished setup: running dry would hide it.
         raise ConfigError(

@@ -1,0 +1,313 @@
+"""The farm on 1, 2 and 4 worker processes sharing one local Postgres: does `ps:scale worker=N`
+add capacity?
+
+Work: 200 farm bots posting every minute to a fake X (real tweepy, OAuth-signed, on loopback),
+plus 2,000 HTTP checks as work units of kind `check` (one GET each, due every 10 s, so there is
+always a backlog and the figure is capacity, not demand), of which 10% answer in 3 s. Each
+worker is steward's Farm (steward/farm/job.py) with one extra handler for `check` units: claimed
+with SKIP LOCKED and leases exactly as bot ticks are. Each finished unit writes a row of
+`bench_done` in the transaction that finishes it, so duplicates would show as repeated
+(kind, key, due_at).
+Reported per run: units done per minute, each worker's share, duplicates, bot ticks missed (a
+bot not ticked within its minute), and RSS per worker. Goal: 2 workers >= 1.7x one worker.
+
+Run: `TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m bench.farm`
+(`--seconds 30 --bots 50 --checks 500` for a shorter run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
+
+from bench.common import base_env, rss_mb, table
+
+SLOW_SECONDS = 3.0
+CHECK_EVERY = dt.timedelta(seconds=10)
+# Threads per worker (the work waits on I/O); 4 workers x 16 connections stay under the local
+# server's max_connections=100.
+CONCURRENCY = 12
+SERVER = r"""
+import asyncio
+
+FAST = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+
+class Http(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            if b" /slow" in head.split(b"\r\n", 1)[0]:
+                asyncio.get_running_loop().call_later(SLOW_SECONDS, self._answer)
+            else:
+                self._answer()
+
+    def _answer(self):
+        if not self.transport.is_closing():
+            self.transport.write(FAST)
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Http, "127.0.0.1", 0, backlog=4096)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+""".replace("SLOW_SECONDS", str(SLOW_SECONDS))
+
+
+# -- one worker process ------------------------------------------------------------------------
+
+
+def worker(name: str, seconds: float) -> None:
+    import httpx
+    import sqlalchemy as sa
+
+    from steward import db
+    from steward.config import load_settings
+    from steward.farm import leases
+    from steward.farm.job import Farm
+    from steward.features import Services
+    from steward.telegram.outbox import Outbox
+
+    settings = load_settings(env_file=None)
+    # A connection per thread: the production pool (10) is sized for the default concurrency.
+    url = db.normalize_url(settings.database)
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=CONCURRENCY + 4, max_overflow=0)
+    services = Services(settings, engine, Outbox(engine, "log"), db.utcnow)
+    farm = Farm(services, concurrency=CONCURRENCY)
+    client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=CONCURRENCY))
+    done = sa.table(
+        "bench_done", *(sa.column(c) for c in ("kind", "key", "due_at", "worker", "at"))
+    )
+    bot_tick = farm.handlers["bot"]
+
+    def log_done(conn, unit) -> None:
+        values = {"kind": unit.kind, "key": unit.key, "due_at": unit.due_at, "worker": name}
+        conn.execute(sa.insert(done).values(**values, at=db.utcnow()))
+
+    def check(unit) -> None:
+        client.get(unit.key).raise_for_status()
+        now = db.utcnow()
+        with engine.begin() as conn:
+            log_done(conn, unit)
+            if not leases.finish(conn, unit, next_due=now + CHECK_EVERY, now=now):
+                raise LookupError("lease lost")
+
+    def bot(unit) -> None:
+        bot_tick(unit)
+        with engine.begin() as conn:
+            log_done(conn, unit)
+
+    farm.handlers.update(check=check, bot=bot)
+
+    async def run() -> None:
+        await farm.start()
+        print("ready", flush=True)
+        await asyncio.sleep(seconds)
+        await farm.stop()
+
+    asyncio.run(run())
+    print(json.dumps({"rss_mb": rss_mb(os.getpid())}), flush=True)
+
+
+# -- the bench ---------------------------------------------------------------------------------
+
+
+def fresh_schema(admin_url: str) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    from steward import db
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = db.make_engine(admin_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    url = db.normalize_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return schema, url.render_as_string(hide_password=False)
+
+
+def drop_schema(admin_url: str, schema: str) -> None:
+    import sqlalchemy as sa
+
+    from steward import db
+
+    admin = db.make_engine(admin_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def setup(url: str, x_url: str, key: str, bots: int, checks: int, port: int) -> None:
+    import sqlalchemy as sa
+
+    from steward import db
+    from steward.farm import bots as farm_bots
+    from steward.farm import leases, secrets
+    from steward.farm.bots import Bot
+    from steward.features import import_stores
+
+    import_stores()
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    vault, now = secrets.Vault(key), db.utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE bench_done (kind text, key text, due_at timestamptz, worker text,"
+                " at timestamptz)"
+            )
+        )
+        for i in range(bots):
+            bot = Bot(f"bot{i:03d}", "{Word} and {word2} " + f"{i}.", interval_min=1, targets=["x"])
+            farm_bots.add(conn, bot, now)
+            tokens = {"x_access_token": f"{i}-token", "x_access_secret": f"{i}-secret"}
+            secrets.put(conn, vault, bot.name, tokens, now)
+        for i in range(checks):
+            path = "slow" if i % 10 == 0 else "fast"
+            leases.ensure(conn, "check", f"http://127.0.0.1:{port}/{path}?n={i}", now)
+    engine.dispose()
+
+
+def measure(url: str, env: dict[str, str], workers: int, seconds: float, tmp: Path) -> dict:
+    import sqlalchemy as sa
+
+    from steward import db
+
+    procs = []
+    for n in range(workers):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.farm", f"--worker=w{n + 1}", f"--seconds={seconds}"],
+            env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        procs.append(proc)
+    for proc in procs:
+        while (line := proc.stdout.readline()) and "ready" not in line:
+            pass
+    began = db.utcnow()
+    rss = []
+    for proc in procs:
+        out = proc.communicate(timeout=seconds + 120)[0]
+        lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+        rss.append(lines[-1]["rss_mb"] if lines else float("nan"))
+    ended = db.utcnow()
+    engine = db.make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT kind, key, due_at, worker FROM bench_done WHERE at >= :t"), {"t": began}
+        ).all()
+        dups = conn.scalar(
+            sa.text("SELECT count(*) - count(DISTINCT (kind, key, due_at)) FROM bench_done")
+        )
+        posted = conn.scalar(sa.text("SELECT count(*) FROM farm_posts WHERE state = 'sent'"))
+        posts = conn.scalar(sa.text("SELECT count(*) FROM farm_posts"))
+        late = conn.scalar(
+            sa.text("SELECT count(*) FROM work_units WHERE kind = 'bot' AND due_at < :t"),
+            {"t": ended - dt.timedelta(minutes=1)},
+        )
+    engine.dispose()
+    minutes = (ended - began).total_seconds() / 60
+    share = {}
+    for r in rows:
+        share[r.worker] = share.get(r.worker, 0) + 1
+    return {
+        "workers": workers,
+        "per_min": len(rows) / minutes,
+        "checks": sum(r.kind == "check" for r in rows),
+        "bot_ticks": sum(r.kind == "bot" for r in rows),
+        "share": [
+            round(100 * share.get(f"w{n + 1}", 0) / max(1, len(rows))) for n in range(workers)
+        ],
+        "dups": dups,
+        "posts": f"{posted}/{posts}",
+        "late_bots": late,
+        "rss": rss,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--worker")
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--bots", type=int, default=200)
+    p.add_argument("--checks", type=int, default=2000)
+    p.add_argument("--workers", default="1,2,4")
+    args = p.parse_args()
+    if args.worker:
+        worker(args.worker, args.seconds)
+        return
+    from cryptography.fernet import Fernet
+
+    from tests.fakes.x_api import FakeX
+
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if not admin_url:
+        sys.exit("set TEST_DATABASE_URL to a local Postgres (postgresql://postgres@127.0.0.1/test)")
+    target = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    port = int(target.stdout.readline())
+    key = Fernet.generate_key().decode()
+    results = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for workers in (int(n) for n in args.workers.split(",")):
+                with FakeX(consumer_key="ck", consumer_secret="cs") as x:
+                    for i in range(args.bots):
+                        x.add_user(str(1000 + i), f"bot{i}", f"{i}-token", f"{i}-secret")
+                    schema, url = fresh_schema(admin_url)
+                    setup(url, x.url, key, args.bots, args.checks, port)
+                    env = base_env(
+                        DATABASE_URL=url, STEWARD_SECRET_KEY=key, X_CONSUMER_KEY="ck",
+                        X_CONSUMER_SECRET="cs", X_API_URL=x.url, LOG_LEVEL="WARNING",
+                    )  # fmt: skip
+                    result = measure(url, env, workers, args.seconds, Path(tmp))
+                    result["x_posts"] = len(x.posts)
+                    results.append(result)
+                    drop_schema(admin_url, schema)
+                    print(f"{workers} worker(s): {result}", flush=True)
+    finally:
+        target.kill()
+        target.wait()
+    base = results[0]["per_min"]
+    rows = [
+        (
+            r["workers"],
+            f"{r['per_min']:.0f}",
+            f"{r['per_min'] / base:.2f}x",
+            "/".join(f"{s}%" for s in r["share"]),
+            r["checks"],
+            r["bot_ticks"],
+            r["dups"],
+            r["late_bots"],
+            "/".join(f"{m:.0f}" for m in r["rss"]),
+        )
+        for r in results
+    ]
+    header = (
+        "workers",
+        "units/min",
+        "vs 1",
+        "share",
+        "checks",
+        "bot ticks",
+        "dups",
+        "late bots",
+        "RSS MB",
+    )
+    print(table(rows, header))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Bots as rows: what a bot is, checking a new one, and the stats `bots show` and /bots print.
+
+A bot is a template, a word source (its own words, a feed, or the shared reader's timeline when
+neither is given), an interval, a number of posts per tick and the places it posts to. The bot
+configured by the environment is `main`: it is posting's own, shown here and managed there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from steward.farm import leases
+from steward.farm.store import bots, farm_cursors, farm_posts, farm_samples, farm_words
+
+MAIN = "main"
+UNIT_KIND = "bot"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_CHAT = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,})$")
+NETWORKS = ("x", "telegram", "mastodon", "bluesky", "dry-run")
+
+
+class BotError(Exception):
+    """Bad input or a missing bot; `str()` is one sentence for the terminal or a chat."""
+
+
+@dataclass
+class Bot:
+    name: str
+    template: str
+    interval_min: int = 60
+    per_tick: int = 1
+    words: str | None = None
+    feed_url: str | None = None
+    targets: list[str] = field(default_factory=lambda: ["dry-run"])
+    monthly_limit: int = 0
+    paused: bool = False
+
+    @property
+    def reads_timeline(self) -> bool:
+        """Draws from the shared reader's timeline (neither its own words nor a feed)."""
+        return self.words is None and self.feed_url is None
+
+    def spec(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Stats:
+    bot: Bot
+    posts_today: int
+    posts_month: int
+    posts_total: int
+    words_stored: int
+    words_unused: int
+    last_error: str | None
+    last_error_at: dt.datetime | None
+    next_post: dt.datetime | None
+    secrets: list[str]
+
+
+def check_name(name: str) -> str:
+    if name == MAIN:
+        raise BotError(
+            "main is the bot configured by environment variables (POST_TEMPLATE, ...); "
+            "pick another name"
+        )
+    if not _NAME.match(name):
+        raise BotError(
+            f"{name!r} is not a bot name: use 1-32 lowercase letters, digits, - or _, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def parse_targets(raw: str | list[str]) -> list[str]:
+    """ "x,telegram:@chan,mastodon" -> ["x", "telegram:@chan", "mastodon"], checked."""
+    parts = raw if isinstance(raw, list) else [p.strip() for p in raw.split(",") if p.strip()]
+    if not parts:
+        raise BotError("--to names no network; use e.g. x,telegram:@channel,mastodon,bluesky")
+    if not all(isinstance(p, str) for p in parts):
+        raise BotError("targets must be names like x or telegram:@channel")
+    out: list[str] = []
+    for part in parts:
+        network, _, chat = part.partition(":")
+        if network not in NETWORKS:
+            raise BotError(f"--to: {network!r} is not one of {', '.join(NETWORKS)}")
+        if network == "telegram" and not _CHAT.match(chat):
+            raise BotError("--to: telegram needs a channel, like telegram:@mychannel")
+        if network != "telegram" and chat:
+            raise BotError(f"--to: {network} takes no ':' part")
+        if part in out:
+            raise BotError(f"--to names {part} twice")
+        out.append(part)
+    return out
+
+
+def validate(bot: Bot) -> Bot:
+    from steward.posting.templates import TemplateError, parse_template
+
+    check_name(bot.name)
+    try:
+        parse_template(bot.template)
+    except TemplateError as exc:
+        raise BotError(f"--template: {exc}") from None
+    if not 1 <= bot.interval_min <= 7 * 24 * 60:
+        raise BotError("--interval is minutes between ticks, from 1 to 10080")
+    if not 1 <= bot.per_tick <= 50:
+        raise BotError("--per-tick is posts per tick, from 1 to 50")
+    if bot.words is not None and bot.feed_url is not None:
+        raise BotError("give --words or --feed, not both")
+    if bot.words is not None and not [w for w in re.split(r"[,\n]", bot.words) if w.strip()]:
+        raise BotError("--words holds no word; separate words with commas")
+    if bot.feed_url is not None and not re.match(r"^https?://\S+$", bot.feed_url):
+        raise BotError("--feed must be an http(s) URL")
+    if bot.monthly_limit < 0:
+        raise BotError("--monthly-limit is a whole number, 0 for no cap")
+    bot.targets = parse_targets(bot.targets)
+    return bot
+
+
+def _bot(row) -> Bot:
+    return Bot(
+        row.name,
+        row.template,
+        row.interval_min,
+        row.per_tick,
+        row.words,
+        row.feed_url,
+        list(row.targets),
+        row.monthly_limit,
+        row.paused,
+    )
+
+
+def get(conn: Connection, name: str) -> Bot:
+    row = conn.execute(sa.select(bots).where(bots.c.name == name)).first()
+    if row is None:
+        if name == MAIN:
+            raise BotError("main is configured by environment variables: `python bot.py config`")
+        raise BotError(f"there is no bot named {name!r}; `python bot.py bots list` shows them")
+    return _bot(row)
+
+
+def all_bots(conn: Connection) -> list[Bot]:
+    return [_bot(r) for r in conn.execute(sa.select(bots).order_by(bots.c.name))]
+
+
+def add(conn: Connection, bot: Bot, now: dt.datetime, *, replace: bool = False) -> None:
+    validate(bot)
+    exists = conn.scalar(sa.select(bots.c.name).where(bots.c.name == bot.name))
+    values = bot.spec()
+    if exists and not replace:
+        raise BotError(f"a bot named {bot.name!r} exists; remove it first or pick another name")
+    if exists:
+        conn.execute(sa.update(bots).where(bots.c.name == bot.name).values(**values))
+    else:
+        conn.execute(sa.insert(bots).values(**values, created_at=now))
+    leases.ensure(conn, UNIT_KIND, bot.name, now)
+    if conn.scalar(sa.select(farm_cursors.c.bot).where(farm_cursors.c.bot == bot.name)) is None:
+        # A new writer starts at the reader's newest word: what came before is others' past.
+        newest = conn.scalar(sa.select(sa.func.max(farm_words.c.id))) or 0
+        conn.execute(sa.insert(farm_cursors).values(bot=bot.name, word_id=newest))
+
+
+def set_paused(conn: Connection, name: str, paused: bool, now: dt.datetime) -> bool:
+    """Returns False when the bot already was in that state."""
+    bot = get(conn, name)
+    if bot.paused == paused:
+        return False
+    conn.execute(sa.update(bots).where(bots.c.name == name).values(paused=paused))
+    if not paused:
+        leases.reschedule(conn, UNIT_KIND, name, now)  # resume posts at the next poll
+    return True
+
+
+def remove(conn: Connection, name: str) -> None:
+    from steward.farm import secrets
+
+    get(conn, name)
+    conn.execute(sa.delete(bots).where(bots.c.name == name))
+    conn.execute(sa.delete(farm_cursors).where(farm_cursors.c.bot == name))
+    conn.execute(sa.delete(farm_samples).where(farm_samples.c.bot == name))
+    secrets.drop(conn, name)
+    leases.remove(conn, UNIT_KIND, name)
+    # Its posts stay: they are the record of what went out (and keep a re-added bot from
+    # repeating itself).
+
+
+def record_error(conn: Connection, name: str, error: str | None, now: dt.datetime) -> None:
+    values = {"last_error": error, "last_error_at": now if error else None}
+    conn.execute(sa.update(bots).where(bots.c.name == name).values(**values))
+
+
+def word_counts(conn: Connection, name: str) -> tuple[int, int]:
+    """(words the reader stored, words this bot has not drawn yet)."""
+    stored = conn.scalar(sa.select(sa.func.count()).select_from(farm_words)) or 0
+    cursor = conn.scalar(sa.select(farm_cursors.c.word_id).where(farm_cursors.c.bot == name)) or 0
+    unused = conn.scalar(sa.select(sa.func.count()).where(farm_words.c.id > cursor)) or 0
+    return int(stored), int(unused)
+
+
+def stats(conn: Connection, name: str, now: dt.datetime) -> Stats:
+    from steward.farm import secrets
+
+    bot = get(conn, name)
+    row = conn.execute(sa.select(bots).where(bots.c.name == name)).first()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    sent = sa.and_(farm_posts.c.bot == name, farm_posts.c.state == "sent")
+
+    def count(*where) -> int:
+        return int(conn.scalar(sa.select(sa.func.count()).where(sent, *where)) or 0)
+
+    stored, unused = word_counts(conn, name)
+    return Stats(
+        bot,
+        count(farm_posts.c.sent_at >= day),
+        count(farm_posts.c.sent_at >= month),
+        count(),
+        stored,
+        unused,
+        row.last_error,
+        row.last_error_at,
+        None if bot.paused else leases.next_due(conn, UNIT_KIND, name),
+        secrets.names(conn, name),
+    )
+
+
+def last_error(conn: Connection, name: str) -> str | None:
+    return conn.scalar(sa.select(bots.c.last_error).where(bots.c.name == name))

@@ -1,0 +1,293 @@
+"""The farm's work in every worker process: claim due units (bot ticks, the reader's read) from
+the store and run them, so `ps:scale worker=N` adds capacity rather than standbys.
+
+Not an APScheduler job: a scheduled job runs on one worker per tick by design (job_claims),
+while farm units are shared out by leases (see leases.py). Each process polls for due units,
+runs up to CONCURRENCY at once in threads (the work is I/O: X, feeds, the store), renews the
+leases of what it holds, and gives back what it holds when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from steward import logs
+from steward.farm import bots as farm_bots
+from steward.farm import leases, reader, secrets
+from steward.farm.bots import UNIT_KIND as BOT
+from steward.farm.posting_adapter import BotTick, TickError, build_publishers, publishers_key
+from steward.features import Feature, Services
+from steward.telegram.formatting import esc
+
+log = logging.getLogger("steward.farm")
+
+LEASE = dt.timedelta(seconds=60)
+POLL = 1.0  # seconds between looks for due units when idle
+DEMO_BOTS = (
+    ("haiku", "{Word} in the {place}, {time} light.", "moss,rain,frost,heron,lantern"),
+    ("newsy", "Breaking: %s meets %s.", "comet,teapot,senate,otter,violin"),
+)
+CONCURRENCY = 6  # units at once per process; the store's pool (10) is shared with the rest
+
+
+def next_due(due: dt.datetime, every: dt.timedelta, now: dt.datetime) -> dt.datetime:
+    """The first due time after `now` on the unit's grid (a long stop does not replay ticks)."""
+    missed = max(0, int((now - due) / every))
+    return due + every * (missed + 1)
+
+
+class Farm:
+    def __init__(
+        self, services: Services, *, lease: dt.timedelta = LEASE, concurrency: int = CONCURRENCY
+    ) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.engine = services.engine
+        self.outbox = services.outbox
+        self.clock = services.clock
+        self.lease = lease
+        self.concurrency = concurrency
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.vault = secrets.Vault.from_settings(self.settings)
+        self.reader_client = self._reader_client()
+        self.held: dict[tuple[str, str], leases.Unit] = {}  # what this process holds leases on
+        self._lock = threading.Lock()
+        self.done = 0
+        self._task: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="farm")
+        # What each kind of unit does; another kind (a check's sample, a run's watch) is one
+        # more entry here, claimed and leased the same way.
+        self.handlers = {BOT: self._bot_tick, reader.UNIT_KIND: self._read}
+        self._publishers: dict[str, dict] = {}  # per bot, targets and tokens: kept between ticks
+
+    def _reader_client(self):
+        from steward.posting.wiring import LazyClient
+
+        s = self.settings
+        parts = (s.x_consumer_key, s.x_consumer_secret, s.x_reader_access_token)
+        if None in (*parts, s.x_reader_access_secret):
+            return None
+        creds = [p.get_secret_value() for p in (*parts, s.x_reader_access_secret)]
+        return LazyClient(*creds, api_url=s.x_api_url)
+
+    @property
+    def reader_every(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.settings.post_interval)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.ensure_reader)
+        if self.services.extra.get("demo"):
+            await asyncio.to_thread(self._demo_bots)
+        self._task = asyncio.create_task(self._loop(), name="farm")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        for unit in self._held_now():
+            await asyncio.to_thread(leases.release, self.engine, unit)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        running: set[asyncio.Future] = set()
+        renewed = loop.time()
+        failing = False
+        while True:
+            claimed: list[leases.Unit] = []
+            running = {f for f in running if not f.done()}
+            try:
+                free = self.concurrency - len(running)
+                claimed = await asyncio.to_thread(
+                    leases.claim, self.engine, self.owner,
+                    now=self.clock(), lease=self.lease, limit=free, kinds=list(self.handlers),
+                )  # fmt: skip
+                for unit in claimed:
+                    self._hold(unit)
+                    running.add(loop.run_in_executor(self._pool, self.run_unit, unit))
+                if loop.time() - renewed > self.lease.total_seconds() / 3 and self.held:
+                    held = self._held_now()
+                    await asyncio.to_thread(
+                        leases.extend, self.engine, held, now=self.clock(), lease=self.lease
+                    )
+                    renewed = loop.time()
+                if failing:
+                    log.info("farm: the store answers again")
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage, not once a second
+                    log.error("farm: cannot claim work from the store (%s); retrying", exc)
+                failing = True
+            if running and not claimed:
+                _, running = await asyncio.wait(
+                    running, timeout=POLL, return_when="FIRST_COMPLETED"
+                )
+            elif not claimed:
+                await asyncio.sleep(POLL)
+
+    def _held_now(self) -> list[leases.Unit]:
+        with self._lock:
+            return list(self.held.values())
+
+    def _hold(self, unit: leases.Unit) -> None:
+        with self._lock:
+            self.held[(unit.kind, unit.key)] = unit
+
+    def run_due(self) -> int:
+        """Claim and run every due unit here, one after another (tests; a cron-style run)."""
+        count = 0
+        while units := leases.claim(
+            self.engine, self.owner, now=self.clock(), lease=self.lease, limit=self.concurrency,
+            kinds=list(self.handlers),
+        ):  # fmt: skip
+            for unit in sorted(units, key=lambda u: u.kind != reader.UNIT_KIND):
+                self._hold(unit)
+                self.run_unit(unit)
+                count += 1
+        return count
+
+    def _demo_bots(self) -> None:
+        """`--demo`: two dry-run bots posting every minute, so /bots and /farm have rows."""
+        with self.engine.begin() as conn:
+            if farm_bots.all_bots(conn):
+                return
+            for name, template, words in DEMO_BOTS:
+                bot = farm_bots.Bot(name, template, interval_min=1, words=words)
+                farm_bots.add(conn, bot, self.clock())
+
+    def ensure_reader(self) -> None:
+        if self.reader_client is not None:
+            with self.engine.begin() as conn:
+                leases.ensure(conn, reader.UNIT_KIND, reader.UNIT_KEY, self.clock())
+
+    # -- one unit (in a worker thread) -----------------------------------------------------
+
+    def run_unit(self, unit: leases.Unit) -> None:
+        try:
+            self.handlers[unit.kind](unit)
+            self.done += 1
+        except Exception:
+            log.exception("farm: %s %s failed; it goes back to the queue", unit.kind, unit.key)
+            leases.release(self.engine, unit)
+        finally:
+            with self._lock:
+                self.held.pop((unit.kind, unit.key), None)
+
+    def _read(self, unit: leases.Unit) -> None:
+        now = self.clock()
+        if self.reader_client is None:  # the reader's tokens were unset since
+            with self.engine.begin() as conn:
+                leases.remove(conn, reader.UNIT_KIND, reader.UNIT_KEY)
+            return
+        error = None
+        try:
+            reader.read(self.engine, self.reader_client, grab=self.settings.tweet_grab, now=now)
+        except reader.ReaderError as exc:
+            error = str(exc)
+            log.warning("farm: %s", error)
+        with self.engine.begin() as conn:
+            if (
+                leases.finish(
+                    conn, unit, next_due=next_due(unit.due_at, self.reader_every, now), now=now
+                )
+                and error
+            ):
+                day = now.date().isoformat()
+                self.outbox.notify_in(
+                    conn, f"⚠️ Farm reader: {esc(error)}", key=f"farm:reader:{day}"
+                )
+
+    def _bot_tick(self, unit: leases.Unit) -> None:
+        now = self.clock()
+        with self.engine.connect() as conn:
+            try:
+                bot = farm_bots.get(conn, unit.key)
+            except farm_bots.BotError:
+                bot = None
+            row_error = farm_bots.last_error(conn, unit.key) if bot else None
+        if bot is None:  # removed meanwhile
+            with self.engine.begin() as conn:
+                leases.remove(conn, BOT, unit.key)
+            return
+        every = dt.timedelta(minutes=bot.interval_min)
+        error = None
+        if not bot.paused:
+            try:
+                error = self._post(bot, unit.due_at)
+            except Exception as exc:  # a bug must not take the farm down: the owner hears it
+                log.exception("farm: bot %s: tick failed", bot.name)
+                error = f"the tick failed: {type(exc).__name__}"
+        with self.engine.begin() as conn:
+            if not leases.finish(conn, unit, next_due=next_due(unit.due_at, every, now), now=now):
+                log.warning("farm: bot %s: lease lost before the tick finished", bot.name)
+                return
+            if bot.reads_timeline:  # /farm's chart: the shared timeline's words only
+                stored, unused = farm_bots.word_counts(conn, bot.name)
+                reader.sample(conn, bot.name, stored, unused, now)
+            if error != row_error:
+                farm_bots.record_error(conn, bot.name, error, now)
+                self._announce(conn, bot.name, error, now)
+        self.outbox.wake()
+
+    def _post(self, bot: farm_bots.Bot, at: dt.datetime) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                tokens = secrets.get(conn, self.vault, bot.name)
+            logs.add_secrets(tokens.values())
+            key = publishers_key(bot, tokens)
+            if (publishers := self._publishers.get(key)) is None:
+                publishers = build_publishers(
+                    bot, tokens, settings=self.settings, outbox=self.outbox
+                )
+                self._publishers[key] = publishers
+            tick = BotTick(
+                bot, publishers, settings=self.settings, engine=self.engine,
+                outbox=self.outbox, clock=self.clock,
+            )  # fmt: skip
+            result = tick.run(at)
+        except (TickError, secrets.SecretError) as exc:
+            log.warning("farm: bot %s: %s", bot.name, exc)
+            return str(exc)
+        log.info("farm: bot %s: tick of %s: %d sent", bot.name, at.isoformat(), result.sent)
+        return None
+
+    def _announce(self, conn, name: str, error: str | None, now: dt.datetime) -> None:
+        if error is None:
+            text = f"✅ Bot <b>{esc(name)}</b> posts again."
+        else:
+            text = f"⚠️ Bot <b>{esc(name)}</b>: {esc(error)}"
+        self.outbox.notify_in(conn, text, key=f"farm:{name}:{now.isoformat()}")
+
+    def status_lines(self) -> list[str]:
+        with self.engine.connect() as conn:
+            found = farm_bots.all_bots(conn)
+        running = sum(not b.paused for b in found)
+        return [
+            f"farm: {len(found)} bot(s), {running} running; this worker did {self.done} unit(s)"
+        ]
+
+
+def build_feature(services: Services) -> Feature:
+    from steward.farm import commands
+
+    farm = Farm(services)
+    services.extra["farm"] = farm
+    reader_line = "one shared reader" if farm.reader_client is not None else "no reader account"
+    return Feature(
+        "farm",
+        True,
+        f"bots from the store (python bot.py bots ...), {reader_line}",
+        commands=commands.build(farm, services),
+        start=farm.start,
+        stop=farm.stop,
+        status=farm.status_lines,
+    )

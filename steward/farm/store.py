@@ -1,0 +1,102 @@
+"""The farm's tables: bots, their encrypted secrets, their posts, the shared reader timeline, the
+words-per-bot samples for /farm, and the generic work units any worker may claim.
+
+Kept identical in shape to the Alembic revision 0013_farm. A bot's posts are its own (dedupe and
+the monthly cap are per bot); `(bot, tick, slot, channel)` is unique, so a tick re-run by another
+worker after a crash fills the slots that are missing and never makes a slot twice.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from steward.db import UTCDateTime, metadata
+
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+bots = sa.Table(
+    "bots",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("template", sa.Text, nullable=False),
+    sa.Column("interval_min", sa.Integer, nullable=False),
+    sa.Column("per_tick", sa.Integer, nullable=False),
+    sa.Column("words", sa.Text, nullable=True),
+    sa.Column("feed_url", sa.String(500), nullable=True),
+    sa.Column("targets", sa.JSON, nullable=False),
+    sa.Column("monthly_limit", sa.Integer, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_error_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# One row per secret value: (bot, name) -> Fernet token. The value column never holds plain text.
+bot_secrets = sa.Table(
+    "bot_secrets",
+    metadata,
+    sa.Column("bot", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+farm_posts = sa.Table(
+    "farm_posts",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("bot", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("text_hash", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("remote_id", sa.String(64), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("tick", UTCDateTime(), nullable=False),
+    sa.Column("slot", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("bot", "text_hash", "channel", name="uq_farm_posts_bot_text"),
+    sa.UniqueConstraint("bot", "tick", "slot", "channel", name="uq_farm_posts_bot_slot"),
+    sa.Index("ix_farm_posts_bot_created_at", "bot", "created_at"),
+)
+
+# The reader's timeline, as words in the order they were read; a writer's cursor is an id here.
+farm_words = sa.Table(
+    "farm_words",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("word", sa.String(100), nullable=False),
+    sa.Column("read_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("word", name="uq_farm_words_word"),
+)
+
+farm_cursors = sa.Table(
+    "farm_cursors",
+    metadata,
+    sa.Column("bot", sa.String(64), primary_key=True),
+    sa.Column("word_id", sa.BigInteger, nullable=False),
+)
+
+farm_samples = sa.Table(
+    "farm_samples",
+    metadata,
+    sa.Column("bot", sa.String(64), primary_key=True),
+    sa.Column("at", UTCDateTime(), primary_key=True),
+    sa.Column("stored", sa.Integer, nullable=False),
+    sa.Column("unused", sa.Integer, nullable=False),
+)
+
+# A unit of work any worker may claim: (kind, key) due at `due_at`, held until `lease_until`.
+work_units = sa.Table(
+    "work_units",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("due_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("runs", sa.Integer, nullable=False),
+    sa.Column("done_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_work_units_due_at", "due_at"),
+)
