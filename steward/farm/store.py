@@ -1,7 +1,7 @@
 """The farm's tables: bots, their encrypted secrets, their posts, the shared reader timeline, the
 words-per-bot samples for /farm, and the generic work units any worker may claim.
 
-Kept identical in shape to the Alembic revision 0013_farm. A bot's posts are its own (dedupe and
+Kept identical in shape to the Alembic revision 0012_farm. A bot's posts are its own (dedupe and
 the monthly cap are per bot); `(bot, tick, slot, channel)` is unique, so a tick re-run by another
 worker after a crash fills the slots that are missing and never makes a slot twice.
 """
