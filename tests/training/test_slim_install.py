@@ -17,6 +17,7 @@ WORKER_MODULES = {
     "matplotlib": "matplotlib",
     "httpx": "httpx",
     "feedparser": "feedparser",
+    "cryptography": "cryptography",
 }
 
 
