@@ -170,8 +170,16 @@ def make_engine(url: str | URL, *, connect_timeout: int = CONNECT_TIMEOUT) -> En
     )
 
 
-def upsert(conn: Connection, table: sa.Table, keys: dict[str, Any], **values: Any) -> None:
+def upsert(
+    conn: Connection,
+    table: sa.Table,
+    keys: dict[str, Any],
+    inserted: dict[str, Any] | None = None,
+    **values: Any,
+) -> None:
     """Insert the row with primary key `keys`, or change `values` of the one already there.
+
+    `inserted` holds values only a new row gets (when it was created, say).
 
     One statement (`INSERT ... ON CONFLICT DO UPDATE` on SQLite and Postgres): the usual
     update-then-insert raises IntegrityError on Postgres when two workers write the first row
@@ -181,7 +189,7 @@ def upsert(conn: Connection, table: sa.Table, keys: dict[str, Any], **values: An
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).values(**keys, **values)
+    stmt = insert(table).values(**keys, **(inserted or {}), **values)
     conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
 
 

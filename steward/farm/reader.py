@@ -61,11 +61,7 @@ def read(engine: Engine, client, *, grab: int, now: dt.datetime) -> int:
 
 
 def _save(conn: Connection, key: str, value, now: dt.datetime) -> None:
-    updated = conn.execute(
-        sa.update(db.state).where(db.state.c.key == key).values(value=value, updated_at=now)
-    )
-    if updated.rowcount == 0:
-        conn.execute(sa.insert(db.state).values(key=key, value=value, updated_at=now))
+    db.upsert(conn, db.state, {"key": key}, value=value, updated_at=now)
 
 
 def draw(conn: Connection, bot: str) -> tuple[list[str], int | None]:
