@@ -10,6 +10,11 @@ and a sender whose lease ran out stops claiming. A sender that takes the lease o
 left in 'sending' (by a process that was killed) back to pending. The window that cannot be
 closed: a process killed after Telegram accepted a message but before the row was marked sent
 repeats that one message (one message part, since a split text records each part it sent).
+
+A sender whose loop or threads stalled past its lease must not send what it claimed before:
+the next holder has put those rows back to pending and sends them. So each request is made
+only while the lease surely still holds (see `_still_holds`), and a row claimed under an
+earlier hold of the lease goes back to pending unsent.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class OutboxSender:
         self._event = asyncio.Event()
         self._stopping = False
         self._lease_until = -1.0  # monotonic time our lease surely still holds
+        self._term = 0  # counts unbroken holds of the lease; a claim is good within its own
         self._next_mute_check = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -161,12 +167,29 @@ class OutboxSender:
             # Trust the lease a little less long than it lasts in the store.
             self._lease_until = now + self.lease_ttl * 0.9
             if not held_before:
+                self._term += 1
                 await asyncio.to_thread(self._recover)
             return True
         if held_before or self._lease_until > 0:
             log.warning("outbox: lost the sender lease; another worker sends now")
         self._lease_until = -1.0
         return False
+
+    def _still_holds(self, term: int) -> bool:
+        """Does the lease under which a row was claimed still hold, long enough for a request?
+
+        Answered without the store, so a send costs no extra round trip: the lease's expiry in
+        the store is its renewal's start on the database's clock plus `lease_ttl`, and
+        `_lease_until` is that start on our monotonic clock plus less than that. Before then
+        no other sender can take the lease, and only a sender taking the lease puts claimed
+        rows back to pending. A stall (of the loop, or of the threads renewals run in) shows
+        as the monotonic clock passing `_lease_until`; a lease lost and taken again meanwhile
+        shows as a new term. A quarter of the lease is kept for the request itself to reach
+        Telegram (a request stalled longer than that after this check may still be repeated);
+        a timely renewal leaves well over half, so a healthy sender never trips on it.
+        """
+        left = self._lease_until - self.monotonic()
+        return term == self._term and left > self.lease_ttl * 0.25
 
     def _recover(self) -> None:
         """Rows left in 'sending' by a previous holder go back to pending (see module doc)."""
@@ -199,6 +222,7 @@ class OutboxSender:
             chosen.append((row_id, chat))
         if not chosen:
             return soonest
+        term = self._term
         try:
             claimed = await asyncio.to_thread(
                 store.claim, self.engine, [r for r, _ in chosen], self.worker_id, self.clock()
@@ -212,12 +236,12 @@ class OutboxSender:
                     self._busy.discard(chat)
                     self.flood.cancel(chat)
         for row_id, row in claimed.items():
-            self._tasks[row_id] = asyncio.create_task(self._deliver(row))
+            self._tasks[row_id] = asyncio.create_task(self._deliver(row, term))
         return soonest
 
     # -- delivering one row ----------------------------------------------------------------
 
-    async def _deliver(self, row: sa.Row) -> None:
+    async def _deliver(self, row: sa.Row, term: int) -> None:
         chat = row.chat_id
         reserved = True  # dispatch reserved the first request's flood slot
         try:
@@ -232,6 +256,9 @@ class OutboxSender:
                 if not reserved:
                     await self._wait_for_slot(chat)
                     self.flood.begin(chat)
+                if not self._still_holds(term):
+                    await asyncio.to_thread(self._give_back, row.id, index)
+                    return
                 try:
                     message_id = await self.sink.deliver(parts[index])
                 finally:
@@ -306,6 +333,17 @@ class OutboxSender:
         return [edit_for(row, target.chat_id, target.message_id, target.has_file)]
 
     # -- recording outcomes --------------------------------------------------------------
+
+    def _give_back(self, row_id: int, index: int) -> None:
+        """The lease lapsed between claim and send: pending again, unless already taken over."""
+        mine = store.update_claimed(self.engine, row_id, self.worker_id, state=store.PENDING)
+        log.warning(
+            "outbox #%d: the sender lease lapsed before part %d was sent (the worker stalled); "
+            "%s",
+            row_id,
+            index + 1,
+            "sent later" if mine else "the sender that holds the lease sends it",
+        )
 
     def _progress(self, row_id: int, parts_sent: int, message_id: int | None) -> None:
         store.update_claimed(
