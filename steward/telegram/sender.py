@@ -338,8 +338,7 @@ class OutboxSender:
         """The lease lapsed between claim and send: pending again, unless already taken over."""
         mine = store.update_claimed(self.engine, row_id, self.worker_id, state=store.PENDING)
         log.warning(
-            "outbox #%d: the sender lease lapsed before part %d was sent (the worker stalled); "
-            "%s",
+            "outbox #%d: the sender lease lapsed before part %d was sent (the worker stalled); %s",
             row_id,
             index + 1,
             "sent later" if mine else "the sender that holds the lease sends it",
