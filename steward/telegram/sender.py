@@ -37,8 +37,7 @@ from steward.logs import one_line
 from steward.telegram import store
 from steward.telegram.flood import FloodControl, FloodLimits
 from steward.telegram.outbox import Outbox
-from steward.telegram.sinks import DeliveryError, Outgoing, Sink, edit_for, messages_for
-from steward.telegram.store import outbox as t_outbox
+from steward.telegram.sinks import DeliveryError, Sink
 
 log = logging.getLogger("steward.outbox")
 
@@ -245,7 +244,7 @@ class OutboxSender:
         chat = row.chat_id
         reserved = True  # dispatch reserved the first request's flood slot
         try:
-            parts = await asyncio.to_thread(self._plan, row)
+            parts = await asyncio.to_thread(store.plan_delivery, self.engine, row)
             if isinstance(parts, str):
                 self.flood.cancel(chat)
                 reserved = False
@@ -288,49 +287,6 @@ class OutboxSender:
     async def _wait_for_slot(self, chat: str) -> None:
         while (wait := self.flood.wait(chat)) > 0:
             await asyncio.sleep(min(wait, 0.05 if wait == float("inf") else wait))
-
-    def _plan(self, row: sa.Row) -> list[Outgoing] | str:
-        """The API calls for a row, or the reason it needs none. Raises DeliveryError."""
-        if not row.chat_id:
-            raise DeliveryError(True, "no chat to send to: set TELEGRAM_CHAT_ID")
-        with self.engine.connect() as conn:
-            if row.edit is None:
-                reply_id = None
-                if row.reply_to is not None:
-                    reply_id = conn.scalar(
-                        sa.select(t_outbox.c.message_id).where(
-                            t_outbox.c.key == row.reply_to,
-                            t_outbox.c.state == store.SENT,
-                            t_outbox.c.chat_id == row.chat_id,
-                        )
-                    )
-                return messages_for(row, reply_id) or "nothing visible to send"
-            newer = conn.scalar(
-                sa.select(sa.func.max(t_outbox.c.id)).where(
-                    t_outbox.c.edit == row.edit,
-                    t_outbox.c.id > row.id,
-                    t_outbox.c.state == store.PENDING,
-                )
-            )
-            if newer is not None:
-                return f"superseded by the newer edit #{newer}"
-            target = conn.execute(
-                sa.select(
-                    t_outbox.c.state,
-                    t_outbox.c.chat_id,
-                    t_outbox.c.message_id,
-                    sa.or_(t_outbox.c.photo.is_not(None), t_outbox.c.document.is_not(None)).label(
-                        "has_file"
-                    ),
-                ).where(t_outbox.c.key == row.edit)
-            ).first()
-        if target is None:
-            raise DeliveryError(True, f"nothing was sent under the key {row.edit!r} to edit")
-        if target.state in (store.PENDING, store.SENDING):
-            raise DeliveryError(False, f"the message {row.edit!r} is not sent yet")
-        if target.state != store.SENT or target.message_id is None:
-            raise DeliveryError(True, f"the message {row.edit!r} was never sent ({target.state})")
-        return [edit_for(row, target.chat_id, target.message_id, target.has_file)]
 
     # -- recording outcomes --------------------------------------------------------------
 
