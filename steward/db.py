@@ -175,11 +175,15 @@ def upsert(
     table: sa.Table,
     keys: dict[str, Any],
     inserted: dict[str, Any] | None = None,
+    *,
+    only_if: sa.ColumnElement[bool] | None = None,
     **values: Any,
 ) -> None:
     """Insert the row with primary key `keys`, or change `values` of the one already there.
 
-    `inserted` holds values only a new row gets (when it was created, say).
+    `inserted` holds values only a new row gets (when it was created, say); `only_if`, a
+    condition on the row already there, leaves it alone when false (a cursor that only moves
+    forward).
 
     One statement (`INSERT ... ON CONFLICT DO UPDATE` on SQLite and Postgres): the usual
     update-then-insert raises IntegrityError on Postgres when two workers write the first row
@@ -190,7 +194,7 @@ def upsert(
     else:
         from sqlalchemy.dialects.sqlite import insert
     stmt = insert(table).values(**keys, **(inserted or {}), **values)
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values, where=only_if))
 
 
 def store_now(conn: Connection) -> dt.datetime:

@@ -53,6 +53,26 @@ def test_upsert_changes_only_the_given_columns_of_an_existing_row(engine):
     assert [(r.key, r.value) for r in rows] == [("k", {"a": 2})]
 
 
+def test_upsert_gives_inserted_values_to_a_new_row_only(engine):
+    # A chat's mute made longer keeps the time it began.
+    began, later = db.utcnow(), db.utcnow() + dt.timedelta(hours=1)
+    mutes = store.outbox_mutes
+    with engine.begin() as conn:
+        db.upsert(conn, mutes, {"chat_id": "42"}, {"created_at": began}, until=later)
+        db.upsert(conn, mutes, {"chat_id": "42"}, {"created_at": later}, until=later)
+        rows = conn.execute(sa.select(mutes)).all()
+    assert [(r.chat_id, r.created_at, r.until) for r in rows] == [("42", began, later)]
+
+
+def test_upsert_leaves_the_row_alone_when_its_condition_is_false(engine):
+    forward = db.state.c.updated_at < dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        for day, value in ((1, "first"), (3, "third"), (2, "second")):
+            at = dt.datetime(2026, 1, day, tzinfo=dt.UTC)
+            db.upsert(conn, db.state, {"key": "k"}, value=value, updated_at=at, only_if=forward)
+        assert conn.scalar(sa.select(db.state.c.value)) == "third"
+
+
 async def test_the_sender_lease_is_judged_by_the_databases_clock(store_url):
     """A dyno whose clock runs an hour behind must not look like an expired lease holder."""
     engine = db.make_engine(store_url)
