@@ -178,8 +178,9 @@ def upsert(
     *,
     only_if: sa.ColumnElement[bool] | None = None,
     **values: Any,
-) -> None:
-    """Insert the row with primary key `keys`, or change `values` of the one already there.
+) -> bool:
+    """Insert the row with primary key `keys`, or change `values` of the one already there;
+    False when `only_if` left it alone.
 
     `inserted` holds values only a new row gets (when it was created, say); `only_if`, a
     condition on the row already there, leaves it alone when false (a cursor that only moves
@@ -194,7 +195,9 @@ def upsert(
     else:
         from sqlalchemy.dialects.sqlite import insert
     stmt = insert(table).values(**keys, **(inserted or {}), **values)
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values, where=only_if))
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=values, where=only_if)
+    # RETURNING rather than rowcount: psycopg reports no row count for an upsert.
+    return conn.execute(stmt.returning(*(table.c[k] for k in keys))).first() is not None
 
 
 def store_now(conn: Connection) -> dt.datetime:

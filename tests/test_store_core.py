@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from steward import db
 from steward.telegram import store
+from steward.telegram.access import RefusalMemory
 from steward.telegram.sender import OutboxSender
 from steward.telegram.sinks import LogSink
 
@@ -71,6 +72,16 @@ def test_upsert_leaves_the_row_alone_when_its_condition_is_false(engine):
             at = dt.datetime(2026, 1, day, tzinfo=dt.UTC)
             db.upsert(conn, db.state, {"key": "k"}, value=value, updated_at=at, only_if=forward)
         assert conn.scalar(sa.select(db.state.c.value)) == "third"
+
+
+def test_a_stranger_is_refused_once_an_hour_whichever_worker_asks(engine):
+    memory, other = RefusalMemory(engine), RefusalMemory(engine)
+    first = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+    assert memory.claim(7, first)
+    assert not other.claim(7, first + dt.timedelta(minutes=59))
+    assert other.claim(7, first + dt.timedelta(minutes=61))
+    assert not memory.claim(7, first + dt.timedelta(minutes=62))
+    assert memory.claim(8, first + dt.timedelta(minutes=62))
 
 
 async def test_the_sender_lease_is_judged_by_the_databases_clock(store_url):
