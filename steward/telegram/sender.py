@@ -255,6 +255,7 @@ class OutboxSender:
                 if not reserved:
                     await self._wait_for_slot(chat)
                     self.flood.begin(chat)
+                    reserved = True  # until the request is made: a give-back cancels it
                 if not self._still_holds(term):
                     await asyncio.to_thread(self._give_back, row.id, index)
                     return

@@ -340,7 +340,7 @@ async def test_a_sender_stalled_past_its_lease_does_not_send_what_the_next_one_s
     # pending and sends it. When the first wakes it must not send the row as well.
     engines = [db.make_engine(store_url) for _ in range(2)]
     db.metadata.create_all(engines[0], tables=TABLES)
-    stalled = _stall_after_the_first_claim(engines[0], seconds=2.5)
+    stalled = _stall_after(engines[0], "claimed_at", seconds=2.5)
     Outbox(engines[0], "42").notify("deploy done")
     async with running(engines[0], fake, lease_ttl=1.0, worker_id="a") as a:
         assert await asyncio.to_thread(stalled.wait, 10)
@@ -355,26 +355,48 @@ async def test_a_sender_stalled_past_its_lease_does_not_send_what_the_next_one_s
         e.dispose()
 
 
+async def test_a_sender_stalled_between_two_parts_leaves_the_rest_to_the_next_one(store_url, fake):
+    engines = [db.make_engine(store_url) for _ in range(2)]
+    db.metadata.create_all(engines[0], tables=TABLES)
+    stalled = _stall_after(engines[0], "parts_sent", seconds=2.5)
+    lines = [f"line {n} " + "x" * 90 for n in range(60)]  # two messages' worth
+    Outbox(engines[0], "42").notify("\n".join(lines))
+    async with running(engines[0], fake, lease_ttl=1.0, worker_id="a") as a:
+        assert await asyncio.to_thread(stalled.wait, 10)
+        async with running(engines[1], fake, lease_ttl=1.0, worker_id="b") as b:
+            assert await asyncio.to_thread(fake.wait_for_sent, 2, None, 10)
+            await asyncio.sleep(max(0.0, stalled.until - time.monotonic()))
+            assert await a.flush(10)
+            assert await b.flush(10)
+    got = texts(fake, 42)
+    assert len(got) == 2 and "\n".join(got).split("\n") == lines
+    assert [(r.state, r.claimed_by, r.parts_sent) for r in rows(engines[1])] == [("sent", "b", 1)]
+    for e in engines:
+        e.dispose()
+
+
 class _Stall(threading.Event):
     until = float("inf")
 
 
-def _stall_after_the_first_claim(engine, seconds: float) -> _Stall:
-    """Once `engine` claimed a row, every use of it waits `seconds` (up to the same moment)."""
+def _stall_after(engine, column: str, seconds: float) -> _Stall:
+    """After `engine` first changes `column` of an outbox row (and commits), its threads wait
+    `seconds`: the one that made the change and every one that uses `engine` meanwhile."""
     stall = _Stall()
 
     @sa.event.listens_for(engine, "after_cursor_execute")
-    def claimed(conn, cursor, statement, parameters, context, executemany):
-        is_claim = statement.startswith("UPDATE outbox") and "claimed_at" in statement
-        if is_claim and not stall.is_set():
+    def changed(conn, cursor, statement, parameters, context, executemany):
+        ours = statement.startswith("UPDATE outbox SET") and column in statement
+        if ours and not stall.is_set():
             stall.until = time.monotonic() + seconds
             stall.set()
 
-    @sa.event.listens_for(engine.pool, "checkout")
-    def checkout(dbapi_connection, record, proxy):
+    def wait(*args) -> None:
         if stall.is_set() and (left := stall.until - time.monotonic()) > 0:
             time.sleep(left)
 
+    sa.event.listen(engine.pool, "checkin", wait)
+    sa.event.listen(engine.pool, "checkout", wait)
     return stall
 
 
