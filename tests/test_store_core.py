@@ -84,6 +84,24 @@ def test_a_stranger_is_refused_once_an_hour_whichever_worker_asks(engine):
     assert memory.claim(8, first + dt.timedelta(minutes=62))
 
 
+def test_two_senders_taking_the_first_lease_at_once_get_it_once(engine):
+    barrier, won = threading.Barrier(2), []
+
+    def take(holder: str) -> None:
+        barrier.wait(5)
+        won.append((holder, store.take_lease(engine, holder, 15.0)))
+
+    threads = [threading.Thread(target=take, args=(h,)) for h in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    [(winner, _)] = [w for w in won if w[1]]
+    assert len(won) == 2
+    assert store.take_lease(engine, winner, 15.0)  # renewed by its holder
+    assert not store.take_lease(engine, "c", 15.0)
+
+
 async def test_the_sender_lease_is_judged_by_the_databases_clock(store_url):
     """A dyno whose clock runs an hour behind must not look like an expired lease holder."""
     engine = db.make_engine(store_url)

@@ -110,22 +110,12 @@ def take_lease(engine: Engine, holder: str, ttl: float) -> bool:
     lease = outbox_lease
     with engine.begin() as conn:
         now = db.store_now(conn)
+        ours_or_lapsed = sa.or_(lease.c.holder == holder, lease.c.expires_at < now)
         expires = now + dt.timedelta(seconds=ttl)
-        taken = conn.execute(
-            sa.update(lease)
-            .where(lease.c.name == LEASE)
-            .where(sa.or_(lease.c.holder == holder, lease.c.expires_at < now))
-            .values(holder=holder, expires_at=expires)
-        ).rowcount
-    if taken:
-        return True
-    try:
-        with engine.begin() as conn:
-            expires = db.store_now(conn) + dt.timedelta(seconds=ttl)
-            conn.execute(sa.insert(lease).values(name=LEASE, holder=holder, expires_at=expires))
-    except sa.exc.IntegrityError:
-        return False
-    return True
+        # One statement: two senders taking the first lease at once get one True.
+        return db.upsert(
+            conn, lease, {"name": LEASE}, holder=holder, expires_at=expires, only_if=ours_or_lapsed
+        )
 
 
 def release_lease(engine: Engine, holder: str) -> None:
