@@ -170,8 +170,21 @@ def make_engine(url: str | URL, *, connect_timeout: int = CONNECT_TIMEOUT) -> En
     )
 
 
-def upsert(conn: Connection, table: sa.Table, keys: dict[str, Any], **values: Any) -> None:
-    """Insert the row with primary key `keys`, or change `values` of the one already there.
+def upsert(
+    conn: Connection,
+    table: sa.Table,
+    keys: dict[str, Any],
+    inserted: dict[str, Any] | None = None,
+    *,
+    only_if: sa.ColumnElement[bool] | None = None,
+    **values: Any,
+) -> bool:
+    """Insert the row with primary key `keys`, or change `values` of the one already there;
+    False when `only_if` left it alone.
+
+    `inserted` holds values only a new row gets (when it was created, say); `only_if`, a
+    condition on the row already there, leaves it alone when false (a cursor that only moves
+    forward).
 
     One statement (`INSERT ... ON CONFLICT DO UPDATE` on SQLite and Postgres): the usual
     update-then-insert raises IntegrityError on Postgres when two workers write the first row
@@ -181,8 +194,10 @@ def upsert(conn: Connection, table: sa.Table, keys: dict[str, Any], **values: An
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).values(**keys, **values)
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+    stmt = insert(table).values(**keys, **(inserted or {}), **values)
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=values, where=only_if)
+    # RETURNING rather than rowcount: psycopg reports no row count for an upsert.
+    return conn.execute(stmt.returning(*(table.c[k] for k in keys))).first() is not None
 
 
 def store_now(conn: Connection) -> dt.datetime:

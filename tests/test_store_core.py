@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from steward import db
 from steward.telegram import store
+from steward.telegram.access import RefusalMemory
 from steward.telegram.sender import OutboxSender
 from steward.telegram.sinks import LogSink
 
@@ -51,6 +52,54 @@ def test_upsert_changes_only_the_given_columns_of_an_existing_row(engine):
         db.upsert(conn, db.state, {"key": "k"}, value={"a": 2}, updated_at=moment)
         rows = conn.execute(sa.select(db.state)).all()
     assert [(r.key, r.value) for r in rows] == [("k", {"a": 2})]
+
+
+def test_upsert_gives_inserted_values_to_a_new_row_only(engine):
+    # A chat's mute made longer keeps the time it began.
+    began, later = db.utcnow(), db.utcnow() + dt.timedelta(hours=1)
+    mutes = store.outbox_mutes
+    with engine.begin() as conn:
+        db.upsert(conn, mutes, {"chat_id": "42"}, {"created_at": began}, until=later)
+        db.upsert(conn, mutes, {"chat_id": "42"}, {"created_at": later}, until=later)
+        rows = conn.execute(sa.select(mutes)).all()
+    assert [(r.chat_id, r.created_at, r.until) for r in rows] == [("42", began, later)]
+
+
+def test_upsert_leaves_the_row_alone_when_its_condition_is_false(engine):
+    forward = db.state.c.updated_at < dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        for day, value in ((1, "first"), (3, "third"), (2, "second")):
+            at = dt.datetime(2026, 1, day, tzinfo=dt.UTC)
+            db.upsert(conn, db.state, {"key": "k"}, value=value, updated_at=at, only_if=forward)
+        assert conn.scalar(sa.select(db.state.c.value)) == "third"
+
+
+def test_a_stranger_is_refused_once_an_hour_whichever_worker_asks(engine):
+    memory, other = RefusalMemory(engine), RefusalMemory(engine)
+    first = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+    assert memory.claim(7, first)
+    assert not other.claim(7, first + dt.timedelta(minutes=59))
+    assert other.claim(7, first + dt.timedelta(minutes=61))
+    assert not memory.claim(7, first + dt.timedelta(minutes=62))
+    assert memory.claim(8, first + dt.timedelta(minutes=62))
+
+
+def test_two_senders_taking_the_first_lease_at_once_get_it_once(engine):
+    barrier, won = threading.Barrier(2), []
+
+    def take(holder: str) -> None:
+        barrier.wait(5)
+        won.append((holder, store.take_lease(engine, holder, 15.0)))
+
+    threads = [threading.Thread(target=take, args=(h,)) for h in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    [(winner, _)] = [w for w in won if w[1]]
+    assert len(won) == 2
+    assert store.take_lease(engine, winner, 15.0)  # renewed by its holder
+    assert not store.take_lease(engine, "c", 15.0)
 
 
 async def test_the_sender_lease_is_judged_by_the_databases_clock(store_url):

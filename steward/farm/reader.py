@@ -61,11 +61,7 @@ def read(engine: Engine, client, *, grab: int, now: dt.datetime) -> int:
 
 
 def _save(conn: Connection, key: str, value, now: dt.datetime) -> None:
-    updated = conn.execute(
-        sa.update(db.state).where(db.state.c.key == key).values(value=value, updated_at=now)
-    )
-    if updated.rowcount == 0:
-        conn.execute(sa.insert(db.state).values(key=key, value=value, updated_at=now))
+    db.upsert(conn, db.state, {"key": key}, value=value, updated_at=now)
 
 
 def draw(conn: Connection, bot: str) -> tuple[list[str], int | None]:
@@ -90,13 +86,8 @@ def draw(conn: Connection, bot: str) -> tuple[list[str], int | None]:
 
 
 def advance(conn: Connection, bot: str, word_id: int) -> None:
-    query = sa.update(farm_cursors).where(
-        farm_cursors.c.bot == bot, farm_cursors.c.word_id < word_id
-    )
-    if conn.execute(query.values(word_id=word_id)).rowcount == 0:
-        exists = conn.scalar(sa.select(farm_cursors.c.bot).where(farm_cursors.c.bot == bot))
-        if exists is None:
-            conn.execute(sa.insert(farm_cursors).values(bot=bot, word_id=word_id))
+    forward = farm_cursors.c.word_id < word_id
+    db.upsert(conn, farm_cursors, {"bot": bot}, word_id=word_id, only_if=forward)
 
 
 def sample(conn: Connection, bot: str, stored: int, unused: int, now: dt.datetime) -> None:

@@ -224,12 +224,7 @@ def roll_up(engine: Engine, now: dt.datetime) -> int:
         conn.execute(sa.delete(rollups).where(rollups.c.hour >= start, rollups.c.hour < end))
         if rows:
             conn.execute(sa.insert(rollups), rows)
-        mark_values = dict(value=end.isoformat(), updated_at=now)
-        moved = conn.execute(
-            sa.update(db.state).where(db.state.c.key == ROLLED_UNTIL).values(**mark_values)
-        ).rowcount
-        if not moved:
-            conn.execute(sa.insert(db.state).values(key=ROLLED_UNTIL, **mark_values))
+        db.upsert(conn, db.state, {"key": ROLLED_UNTIL}, value=end.isoformat(), updated_at=now)
     return int((end - start) / HOUR)
 
 

@@ -264,11 +264,7 @@ def load_value(conn: Connection, key: str) -> Any:
 
 
 def save_value(conn: Connection, key: str, value: Any, now: dt.datetime) -> None:
-    updated = conn.execute(
-        sa.update(db.state).where(db.state.c.key == key).values(value=value, updated_at=now)
-    )
-    if updated.rowcount == 0:
-        conn.execute(sa.insert(db.state).values(key=key, value=value, updated_at=now))
+    db.upsert(conn, db.state, {"key": key}, value=value, updated_at=now)
 
 
 def slots_taken(conn: Connection, prefix: str) -> set[int]:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
+from steward import db
 from steward.features import Clock
 from steward.telegram.store import telegram_refusals
 
@@ -47,20 +48,10 @@ class RefusalMemory:
         t = telegram_refusals
         cutoff = now - REFUSE_EVERY
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                sa.update(t)
-                .where(t.c.user_id == user_id, t.c.refused_at <= cutoff)
-                .values(refused_at=now)
-            ).rowcount
-            if updated:
-                return True
-            if conn.scalar(sa.select(t.c.user_id).where(t.c.user_id == user_id)) is not None:
-                return False
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(sa.insert(t).values(user_id=user_id, refused_at=now))
-        except sa.exc.IntegrityError:
-            return False  # another update of the same stranger got there first
+            # One statement: two workers refusing one new stranger at once get one True.
+            old = t.c.refused_at <= cutoff
+            if not db.upsert(conn, t, {"user_id": user_id}, refused_at=now, only_if=old):
+                return False  # refused within the hour
         self._since_prune += 1
         if self._since_prune >= PRUNE_EVERY:
             self._since_prune = 0

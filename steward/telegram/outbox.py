@@ -192,15 +192,9 @@ class Outbox:
     def mute(self, chat_id: str | int, until: dt.datetime) -> None:
         chat, now = str(chat_id), self.clock()
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                sa.update(store.outbox_mutes)
-                .where(store.outbox_mutes.c.chat_id == chat)
-                .values(until=until)
-            ).rowcount
-            if not updated:
-                conn.execute(
-                    sa.insert(store.outbox_mutes).values(chat_id=chat, until=until, created_at=now)
-                )
+            # A longer mute keeps the time it began.
+            mutes, began = store.outbox_mutes, {"created_at": now}
+            db.upsert(conn, mutes, {"chat_id": chat}, began, until=until)
 
     def muted_until(self, chat_id: str | int) -> dt.datetime | None:
         with self.engine.connect() as conn:

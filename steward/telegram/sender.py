@@ -10,6 +10,11 @@ and a sender whose lease ran out stops claiming. A sender that takes the lease o
 left in 'sending' (by a process that was killed) back to pending. The window that cannot be
 closed: a process killed after Telegram accepted a message but before the row was marked sent
 repeats that one message (one message part, since a split text records each part it sent).
+
+A sender whose loop or threads stalled past its lease must not send what it claimed before:
+the next holder has put those rows back to pending and sends them. So each request is made
+only while the lease surely still holds (see `_still_holds`), and a row claimed under an
+earlier hold of the lease goes back to pending unsent.
 """
 
 from __future__ import annotations
@@ -32,8 +37,7 @@ from steward.logs import one_line
 from steward.telegram import store
 from steward.telegram.flood import FloodControl, FloodLimits
 from steward.telegram.outbox import Outbox
-from steward.telegram.sinks import DeliveryError, Outgoing, Sink, edit_for, messages_for
-from steward.telegram.store import outbox as t_outbox
+from steward.telegram.sinks import DeliveryError, Sink
 
 log = logging.getLogger("steward.outbox")
 
@@ -79,6 +83,7 @@ class OutboxSender:
         self._event = asyncio.Event()
         self._stopping = False
         self._lease_until = -1.0  # monotonic time our lease surely still holds
+        self._term = 0  # counts unbroken holds of the lease; a claim is good within its own
         self._next_mute_check = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -161,12 +166,29 @@ class OutboxSender:
             # Trust the lease a little less long than it lasts in the store.
             self._lease_until = now + self.lease_ttl * 0.9
             if not held_before:
+                self._term += 1
                 await asyncio.to_thread(self._recover)
             return True
         if held_before or self._lease_until > 0:
             log.warning("outbox: lost the sender lease; another worker sends now")
         self._lease_until = -1.0
         return False
+
+    def _still_holds(self, term: int) -> bool:
+        """Does the lease under which a row was claimed still hold, long enough for a request?
+
+        Answered without the store, so a send costs no extra round trip: the lease's expiry in
+        the store is its renewal's start on the database's clock plus `lease_ttl`, and
+        `_lease_until` is that start on our monotonic clock plus less than that. Before then
+        no other sender can take the lease, and only a sender taking the lease puts claimed
+        rows back to pending. A stall (of the loop, or of the threads renewals run in) shows
+        as the monotonic clock passing `_lease_until`; a lease lost and taken again meanwhile
+        shows as a new term. A quarter of the lease is kept for the request itself to reach
+        Telegram (a request stalled longer than that after this check may still be repeated);
+        a timely renewal leaves well over half, so a healthy sender never trips on it.
+        """
+        left = self._lease_until - self.monotonic()
+        return term == self._term and left > self.lease_ttl * 0.25
 
     def _recover(self) -> None:
         """Rows left in 'sending' by a previous holder go back to pending (see module doc)."""
@@ -199,6 +221,7 @@ class OutboxSender:
             chosen.append((row_id, chat))
         if not chosen:
             return soonest
+        term = self._term
         try:
             claimed = await asyncio.to_thread(
                 store.claim, self.engine, [r for r, _ in chosen], self.worker_id, self.clock()
@@ -212,16 +235,16 @@ class OutboxSender:
                     self._busy.discard(chat)
                     self.flood.cancel(chat)
         for row_id, row in claimed.items():
-            self._tasks[row_id] = asyncio.create_task(self._deliver(row))
+            self._tasks[row_id] = asyncio.create_task(self._deliver(row, term))
         return soonest
 
     # -- delivering one row ----------------------------------------------------------------
 
-    async def _deliver(self, row: sa.Row) -> None:
+    async def _deliver(self, row: sa.Row, term: int) -> None:
         chat = row.chat_id
         reserved = True  # dispatch reserved the first request's flood slot
         try:
-            parts = await asyncio.to_thread(self._plan, row)
+            parts = await asyncio.to_thread(store.plan_delivery, self.engine, row)
             if isinstance(parts, str):
                 self.flood.cancel(chat)
                 reserved = False
@@ -232,6 +255,10 @@ class OutboxSender:
                 if not reserved:
                     await self._wait_for_slot(chat)
                     self.flood.begin(chat)
+                    reserved = True  # until the request is made: a give-back cancels it
+                if not self._still_holds(term):
+                    await asyncio.to_thread(self._give_back, row.id, index)
+                    return
                 try:
                     message_id = await self.sink.deliver(parts[index])
                 finally:
@@ -262,50 +289,17 @@ class OutboxSender:
         while (wait := self.flood.wait(chat)) > 0:
             await asyncio.sleep(min(wait, 0.05 if wait == float("inf") else wait))
 
-    def _plan(self, row: sa.Row) -> list[Outgoing] | str:
-        """The API calls for a row, or the reason it needs none. Raises DeliveryError."""
-        if not row.chat_id:
-            raise DeliveryError(True, "no chat to send to: set TELEGRAM_CHAT_ID")
-        with self.engine.connect() as conn:
-            if row.edit is None:
-                reply_id = None
-                if row.reply_to is not None:
-                    reply_id = conn.scalar(
-                        sa.select(t_outbox.c.message_id).where(
-                            t_outbox.c.key == row.reply_to,
-                            t_outbox.c.state == store.SENT,
-                            t_outbox.c.chat_id == row.chat_id,
-                        )
-                    )
-                return messages_for(row, reply_id) or "nothing visible to send"
-            newer = conn.scalar(
-                sa.select(sa.func.max(t_outbox.c.id)).where(
-                    t_outbox.c.edit == row.edit,
-                    t_outbox.c.id > row.id,
-                    t_outbox.c.state == store.PENDING,
-                )
-            )
-            if newer is not None:
-                return f"superseded by the newer edit #{newer}"
-            target = conn.execute(
-                sa.select(
-                    t_outbox.c.state,
-                    t_outbox.c.chat_id,
-                    t_outbox.c.message_id,
-                    sa.or_(t_outbox.c.photo.is_not(None), t_outbox.c.document.is_not(None)).label(
-                        "has_file"
-                    ),
-                ).where(t_outbox.c.key == row.edit)
-            ).first()
-        if target is None:
-            raise DeliveryError(True, f"nothing was sent under the key {row.edit!r} to edit")
-        if target.state in (store.PENDING, store.SENDING):
-            raise DeliveryError(False, f"the message {row.edit!r} is not sent yet")
-        if target.state != store.SENT or target.message_id is None:
-            raise DeliveryError(True, f"the message {row.edit!r} was never sent ({target.state})")
-        return [edit_for(row, target.chat_id, target.message_id, target.has_file)]
-
     # -- recording outcomes --------------------------------------------------------------
+
+    def _give_back(self, row_id: int, index: int) -> None:
+        """The lease lapsed between claim and send: pending again, unless already taken over."""
+        mine = store.update_claimed(self.engine, row_id, self.worker_id, state=store.PENDING)
+        log.warning(
+            "outbox #%d: the sender lease lapsed before part %d was sent (the worker stalled); %s",
+            row_id,
+            index + 1,
+            "sent later" if mine else "the sender that holds the lease sends it",
+        )
 
     def _progress(self, row_id: int, parts_sent: int, message_id: int | None) -> None:
         store.update_claimed(

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from steward import db
 from steward.db import UTCDateTime, metadata
+from steward.telegram.sinks import DeliveryError, Outgoing, edit_for, messages_for
 
 # Row states. pending -> sending -> sent | failed; held while the chat is muted; skipped when a
 # newer edit of the same message replaced it, or when a held row was summed up at unmute.
@@ -109,22 +110,12 @@ def take_lease(engine: Engine, holder: str, ttl: float) -> bool:
     lease = outbox_lease
     with engine.begin() as conn:
         now = db.store_now(conn)
+        ours_or_lapsed = sa.or_(lease.c.holder == holder, lease.c.expires_at < now)
         expires = now + dt.timedelta(seconds=ttl)
-        taken = conn.execute(
-            sa.update(lease)
-            .where(lease.c.name == LEASE)
-            .where(sa.or_(lease.c.holder == holder, lease.c.expires_at < now))
-            .values(holder=holder, expires_at=expires)
-        ).rowcount
-    if taken:
-        return True
-    try:
-        with engine.begin() as conn:
-            expires = db.store_now(conn) + dt.timedelta(seconds=ttl)
-            conn.execute(sa.insert(lease).values(name=LEASE, holder=holder, expires_at=expires))
-    except sa.exc.IntegrityError:
-        return False
-    return True
+        # One statement: two senders taking the first lease at once get one True.
+        return db.upsert(
+            conn, lease, {"name": LEASE}, holder=holder, expires_at=expires, only_if=ours_or_lapsed
+        )
 
 
 def release_lease(engine: Engine, holder: str) -> None:
@@ -168,6 +159,50 @@ def claim(engine: Engine, ids: list[int], holder: str, now: dt.datetime) -> dict
             if count == 1:
                 won[row_id] = conn.execute(sa.select(outbox).where(outbox.c.id == row_id)).one()
     return won
+
+
+def plan_delivery(engine: Engine, row: sa.Row) -> list[Outgoing] | str:
+    """The API calls for a row, or the reason it needs none. Raises DeliveryError."""
+    if not row.chat_id:
+        raise DeliveryError(True, "no chat to send to: set TELEGRAM_CHAT_ID")
+    with engine.connect() as conn:
+        if row.edit is None:
+            reply_id = None
+            if row.reply_to is not None:
+                reply_id = conn.scalar(
+                    sa.select(outbox.c.message_id).where(
+                        outbox.c.key == row.reply_to,
+                        outbox.c.state == SENT,
+                        outbox.c.chat_id == row.chat_id,
+                    )
+                )
+            return messages_for(row, reply_id) or "nothing visible to send"
+        newer = conn.scalar(
+            sa.select(sa.func.max(outbox.c.id)).where(
+                outbox.c.edit == row.edit,
+                outbox.c.id > row.id,
+                outbox.c.state == PENDING,
+            )
+        )
+        if newer is not None:
+            return f"superseded by the newer edit #{newer}"
+        target = conn.execute(
+            sa.select(
+                outbox.c.state,
+                outbox.c.chat_id,
+                outbox.c.message_id,
+                sa.or_(outbox.c.photo.is_not(None), outbox.c.document.is_not(None)).label(
+                    "has_file"
+                ),
+            ).where(outbox.c.key == row.edit)
+        ).first()
+    if target is None:
+        raise DeliveryError(True, f"nothing was sent under the key {row.edit!r} to edit")
+    if target.state in (PENDING, SENDING):
+        raise DeliveryError(False, f"the message {row.edit!r} is not sent yet")
+    if target.state != SENT or target.message_id is None:
+        raise DeliveryError(True, f"the message {row.edit!r} was never sent ({target.state})")
+    return [edit_for(row, target.chat_id, target.message_id, target.has_file)]
 
 
 def update_claimed(engine: Engine, row_id: int, holder: str, **values) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import sqlalchemy as sa
 
@@ -107,6 +109,53 @@ def test_it_keeps_small_values_across_restarts(engine):
         store.save_value(conn, "posting.test", {"since_id": "9", "words": []}, NOW)
     with engine.connect() as conn:
         assert store.load_value(conn, "posting.test") == {"since_id": "9", "words": []}
+
+
+def test_it_saves_a_first_value_from_two_workers_at_once(engine):
+    # Two workers write the same new key: the second one's write waits on the first one's
+    # uncommitted row. Update-then-insert then found nothing to update and its insert broke
+    # the primary key on Postgres (IntegrityError); one upsert waits and overwrites.
+    first_wrote, errors = threading.Event(), []
+
+    def first() -> None:
+        with engine.begin() as conn:
+            store.save_value(conn, "posting.race", {"by": "first"}, NOW)
+            first_wrote.set()
+            _wait_until_a_writer_waits(engine)
+
+    def second() -> None:
+        first_wrote.wait(10)
+        try:
+            with engine.begin() as conn:
+                store.save_value(conn, "posting.race", {"by": "second"}, NOW)
+        except Exception as exc:  # the failure the test is about, reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    with engine.connect() as conn:
+        assert store.load_value(conn, "posting.race") == {"by": "second"}
+
+
+def _wait_until_a_writer_waits(engine, timeout: float = 10.0) -> None:
+    """Until another session's write to the state table waits on a lock (Postgres); a moment
+    on SQLite, which cannot tell."""
+    if engine.dialect.name != "postgresql":
+        time.sleep(0.2)
+        return
+    deadline = time.monotonic() + timeout
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO state%'"
+    )
+    with engine.connect() as watcher:
+        while time.monotonic() < deadline and not watcher.scalar(query):
+            time.sleep(0.02)
+            watcher.rollback()
 
 
 def test_it_migrates_to_the_same_table_the_store_declares(engine):

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -329,6 +330,74 @@ async def test_two_senders_on_one_store_never_send_a_row_twice(store_url, fake):
         assert texts(fake, chat) == [f"m{n}" for n in range(240) if chats[n % 4] == chat]
     for e in engines:
         e.dispose()
+
+
+async def test_a_sender_stalled_past_its_lease_does_not_send_what_the_next_one_sent(
+    store_url, fake
+):
+    # The first sender claims the row, then its threads stall (a starved executor, a store
+    # that hangs for it) longer than its lease: the second takes over, puts the row back to
+    # pending and sends it. When the first wakes it must not send the row as well.
+    engines = [db.make_engine(store_url) for _ in range(2)]
+    db.metadata.create_all(engines[0], tables=TABLES)
+    stalled = _stall_after(engines[0], "claimed_at", seconds=2.5)
+    Outbox(engines[0], "42").notify("deploy done")
+    async with running(engines[0], fake, lease_ttl=1.0, worker_id="a") as a:
+        assert await asyncio.to_thread(stalled.wait, 10)
+        async with running(engines[1], fake, lease_ttl=1.0, worker_id="b") as b:
+            assert await asyncio.to_thread(fake.wait_for_sent, 1, None, 10)
+            await asyncio.sleep(max(0.0, stalled.until - time.monotonic()))
+            assert await a.flush(10)  # the first sender woke and is done with its delivery
+            assert await b.flush(10)
+    assert texts(fake, 42) == ["deploy done"]
+    assert [(r.state, r.claimed_by) for r in rows(engines[1])] == [("sent", "b")]
+    for e in engines:
+        e.dispose()
+
+
+async def test_a_sender_stalled_between_two_parts_leaves_the_rest_to_the_next_one(store_url, fake):
+    engines = [db.make_engine(store_url) for _ in range(2)]
+    db.metadata.create_all(engines[0], tables=TABLES)
+    stalled = _stall_after(engines[0], "parts_sent", seconds=2.5)
+    lines = [f"line {n} " + "x" * 90 for n in range(60)]  # two messages' worth
+    Outbox(engines[0], "42").notify("\n".join(lines))
+    async with running(engines[0], fake, lease_ttl=1.0, worker_id="a") as a:
+        assert await asyncio.to_thread(stalled.wait, 10)
+        async with running(engines[1], fake, lease_ttl=1.0, worker_id="b") as b:
+            assert await asyncio.to_thread(fake.wait_for_sent, 2, None, 10)
+            await asyncio.sleep(max(0.0, stalled.until - time.monotonic()))
+            assert await a.flush(10)
+            assert await b.flush(10)
+    got = texts(fake, 42)
+    assert len(got) == 2 and "\n".join(got).split("\n") == lines
+    assert [(r.state, r.claimed_by, r.parts_sent) for r in rows(engines[1])] == [("sent", "b", 1)]
+    for e in engines:
+        e.dispose()
+
+
+class _Stall(threading.Event):
+    until = float("inf")
+
+
+def _stall_after(engine, column: str, seconds: float) -> _Stall:
+    """After `engine` first changes `column` of an outbox row (and commits), its threads wait
+    `seconds`: the one that made the change and every one that uses `engine` meanwhile."""
+    stall = _Stall()
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def changed(conn, cursor, statement, parameters, context, executemany):
+        ours = statement.startswith("UPDATE outbox SET") and column in statement
+        if ours and not stall.is_set():
+            stall.until = time.monotonic() + seconds
+            stall.set()
+
+    def wait(*args) -> None:
+        if stall.is_set() and (left := stall.until - time.monotonic()) > 0:
+            time.sleep(left)
+
+    sa.event.listen(engine.pool, "checkin", wait)
+    sa.event.listen(engine.pool, "checkout", wait)
+    return stall
 
 
 async def test_mute_holds_routine_notifications_and_lets_urgent_ones_through(engine, fake):
