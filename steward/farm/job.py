@@ -65,7 +65,8 @@ class Farm:
         # What each kind of unit does; another kind (a check's sample, a run's watch) is one
         # more entry here, claimed and leased the same way.
         self.handlers = {BOT: self._bot_tick, reader.UNIT_KIND: self._read}
-        self._publishers: dict[str, dict] = {}  # per bot, targets and tokens: kept between ticks
+        # Per bot: (its targets-and-tokens key, its publishers), kept between ticks.
+        self._publishers: dict[str, tuple[str, dict]] = {}
 
     def _reader_client(self):
         from steward.posting.wiring import LazyClient
@@ -244,11 +245,12 @@ class Farm:
                 tokens = secrets.get(conn, self.vault, bot.name)
             logs.add_secrets(tokens.values())
             key = publishers_key(bot, tokens)
-            if (publishers := self._publishers.get(key)) is None:
+            kept_key, publishers = self._publishers.get(bot.name, (None, {}))
+            if kept_key != key:  # new targets or tokens: the old publishers are dropped
                 publishers = build_publishers(
                     bot, tokens, settings=self.settings, outbox=self.outbox
                 )
-                self._publishers[key] = publishers
+                self._publishers[bot.name] = (key, publishers)
             tick = BotTick(
                 bot, publishers, settings=self.settings, engine=self.engine,
                 outbox=self.outbox, clock=self.clock,

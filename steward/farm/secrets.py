@@ -19,13 +19,17 @@ NO_KEY = (
     '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`'
     " and set it (heroku config:set STEWARD_SECRET_KEY=...)"
 )
-# The secrets a bot can hold, by network (what `auth_tool.py` and `--with-secrets` carry).
+# The secrets a bot can hold, by network (what `auth_tool.py` and `--with-secrets` carry). The
+# two API URLs are not secret but belong to the account; without them a bot uses the worker's
+# MASTODON_API_URL and BLUESKY_API_URL.
 NAMES = (
     "x_access_token",
     "x_access_secret",
+    "mastodon_api_url",
     "mastodon_access_token",
     "bluesky_handle",
     "bluesky_app_password",
+    "bluesky_api_url",
 )
 
 
