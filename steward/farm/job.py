@@ -37,12 +37,6 @@ DEMO_BOTS = (
 CONCURRENCY = 6  # units at once per process; the store's pool (10) is shared with the rest
 
 
-def next_due(due: dt.datetime, every: dt.timedelta, now: dt.datetime) -> dt.datetime:
-    """The first due time after `now` on the unit's grid (a long stop does not replay ticks)."""
-    missed = max(0, int((now - due) / every))
-    return due + every * (missed + 1)
-
-
 class Farm:
     def __init__(
         self, services: Services, *, lease: dt.timedelta = LEASE, concurrency: int = CONCURRENCY
@@ -198,7 +192,10 @@ class Farm:
         with self.engine.begin() as conn:
             if (
                 leases.finish(
-                    conn, unit, next_due=next_due(unit.due_at, self.reader_every, now), now=now
+                    conn,
+                    unit,
+                    next_due=leases.next_due(unit.due_at, self.reader_every, now),
+                    now=now,
                 )
                 and error
             ):
@@ -228,7 +225,9 @@ class Farm:
                 log.exception("farm: bot %s: tick failed", bot.name)
                 error = f"the tick failed: {type(exc).__name__}"
         with self.engine.begin() as conn:
-            if not leases.finish(conn, unit, next_due=next_due(unit.due_at, every, now), now=now):
+            if not leases.finish(
+                conn, unit, next_due=leases.next_due(unit.due_at, every, now), now=now
+            ):
                 log.warning("farm: bot %s: lease lost before the tick finished", bot.name)
                 return
             if bot.reads_timeline:  # /farm's chart: the shared timeline's words only
