@@ -4,8 +4,12 @@ sampled once per interval (real checks against a loopback server, a real Postgre
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from collections import Counter
 
+import pytest
 import sqlalchemy as sa
 
 from steward import db
@@ -20,6 +24,7 @@ from steward.monitoring.spec import load_checks
 from steward.telegram.outbox import Outbox
 from tests.clock import Clock
 from tests.monitoring.targets import T0
+from tests.worker_process import ROOT, WorkerProcess, clean_env
 
 NAMES = [f"c{i}" for i in range(6)]
 
@@ -121,3 +126,33 @@ def test_on_postgres_no_scheduler_job_runs_the_configured_checks(pg_url, server)
     names = [job.name for job in build_feature(services).jobs]
     assert not any(name.startswith("monitoring.every_") for name in names)
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_two_python_bot_workers_sample_each_check_once_per_interval(pg_url, server, tmp_path):
+    names = [f"w{i}" for i in range(12)]
+    checks = "; ".join(f"{n}={server.url('/api')}" for n in names)
+    env = clean_env(DATABASE_URL=pg_url, CHECKS=checks, CHECK_INTERVAL="5")
+    subprocess.run([sys.executable, str(ROOT / "bot.py"), "migrate"], env=env, check=True)
+    engine = db.make_engine(pg_url)
+    with WorkerProcess(env, tmp_path) as one, WorkerProcess(env, tmp_path) as two:
+        one.wait_ready()
+        two.wait_ready()
+        deadline = time.monotonic() + 60
+        while min(samples_per_check(engine)[n] for n in names) < 3:
+            assert time.monotonic() < deadline, one.output + "\n" + two.output
+            time.sleep(0.2)
+        one.terminate()
+        two.terminate()
+        output = one.output + "\n" + two.output
+    assert "Traceback" not in output
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(store.samples.c.check, store.samples.c.time)).all()
+    engine.dispose()
+    times: dict[str, list] = {}
+    for check, when in rows:
+        times.setdefault(check, []).append(when)
+    for check, seen in times.items():
+        seen.sort()
+        gaps = [(b - a).total_seconds() for a, b in zip(seen, seen[1:], strict=False)]
+        assert all(gap > 3.5 for gap in gaps), f"{check} sampled twice in an interval: {gaps}"
