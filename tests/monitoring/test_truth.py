@@ -10,8 +10,9 @@ from steward.monitoring.checks import Runner
 from steward.monitoring.cli import run_check, run_checks_once
 from steward.monitoring.redact import redact, secrets_in
 from steward.monitoring.spec import parse_checks
+from tests.clock import Clock
 from tests.monitoring import pychecks
-from tests.monitoring.targets import Clock, Route
+from tests.monitoring.targets import Route
 from tests.test_config import run_bot
 
 QUEUE = "queue=python:tests.monitoring.pychecks:value alert_above=10"

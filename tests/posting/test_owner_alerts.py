@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from steward.posting.job import status_lines
 from steward.posting.problems import PROBLEM_KEY
-from tests.posting.helpers import OWNER_CHAT, Clock, outbox_rows, poster, x_env
+from tests.clock import Clock
+from tests.posting.helpers import OWNER_CHAT, outbox_rows, poster, x_env
 
 
 def owner_messages(engine) -> list[str]:
