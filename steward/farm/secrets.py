@@ -81,9 +81,22 @@ def put(conn: Connection, vault: Vault, bot: str, values: dict[str, str], now: d
     for name, value in values.items():
         if name not in NAMES:
             raise SecretError(f"{name} is not a secret a bot holds; known: {', '.join(NAMES)}")
+        if name.endswith("_api_url"):
+            value = _url(name, value)
         token = vault.encrypt(value)
         conn.execute(sa.delete(bot_secrets).where(_row(bot, name)))
         conn.execute(sa.insert(bot_secrets).values(bot=bot, name=name, value=token, updated_at=now))
+
+
+def _url(name: str, value: str) -> str:
+    from steward.config.fields import http_url
+
+    try:
+        return http_url(value) or ""
+    except ValueError:
+        raise SecretError(
+            f"{name} must be an http(s) URL such as https://mastodon.social"
+        ) from None
 
 
 def get(conn: Connection, vault: Vault, bot: str) -> dict[str, str]:

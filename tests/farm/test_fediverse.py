@@ -145,3 +145,13 @@ def test_a_revoked_mastodon_token_fails_the_post_and_tells_the_owner(
     assert states == {"bluesky": "sent", "mastodon": "failed"}
     [told] = [r.text for r in outbox_rows(engine) if "poet" in r.text]
     assert "Mastodon refused the access token (401)" in told and "revoked" not in told
+
+
+def test_an_api_url_that_is_not_one_is_refused_with_one_line(bots_cli, monkeypatch, key):
+    assert bots_cli("add", "poet", "--template", "%s!", "--to", "mastodon")[0] == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("mastodon.social\n"))
+    status, _, err = bots_cli("secret", "poet", "mastodon_api_url", env={"STEWARD_SECRET_KEY": key})
+    assert status == 64
+    assert err == (
+        "bots secret: mastodon_api_url must be an http(s) URL such as https://mastodon.social\n"
+    )
