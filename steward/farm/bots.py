@@ -226,7 +226,7 @@ def stats(conn: Connection, name: str, now: dt.datetime) -> Stats:
         unused,
         row.last_error,
         row.last_error_at,
-        None if bot.paused else leases.next_due(conn, UNIT_KIND, name),
+        None if bot.paused else leases.due_at(conn, UNIT_KIND, name),
         secrets.names(conn, name),
     )
 

@@ -91,8 +91,12 @@ def _add(engine, settings, args) -> int:
         f"added {bot.name}: {bot.per_tick} post(s) every {bot.interval_min} min to "
         f"{', '.join(bot.targets)}"
     )
-    if any(t.split(":")[0] in ("x", "mastodon", "bluesky") for t in bot.targets):
+    networks = {t.split(":")[0] for t in bot.targets}
+    if "x" in networks:
         print(f"next: python auth_tool.py x --bot {bot.name}  (stores its tokens, encrypted)")
+    for network in sorted(networks & set(ACCOUNT_SECRETS)):
+        for key in ACCOUNT_SECRETS[network]:
+            print(f"next: python bot.py bots secret {bot.name} {key}")
     return 0
 
 
@@ -186,6 +190,12 @@ def _secret(engine, settings, args) -> int:
     print(f"stored {args.key} for {args.name}, encrypted")
     return 0
 
+
+# What `bots add` asks for next per network (the API URLs fall back to the worker's settings).
+ACCOUNT_SECRETS = {
+    "mastodon": ("mastodon_access_token", "mastodon_api_url"),
+    "bluesky": ("bluesky_handle", "bluesky_app_password"),
+}
 
 ACTIONS = {
     "add": _add,

@@ -37,12 +37,6 @@ DEMO_BOTS = (
 CONCURRENCY = 6  # units at once per process; the store's pool (10) is shared with the rest
 
 
-def next_due(due: dt.datetime, every: dt.timedelta, now: dt.datetime) -> dt.datetime:
-    """The first due time after `now` on the unit's grid (a long stop does not replay ticks)."""
-    missed = max(0, int((now - due) / every))
-    return due + every * (missed + 1)
-
-
 class Farm:
     def __init__(
         self, services: Services, *, lease: dt.timedelta = LEASE, concurrency: int = CONCURRENCY
@@ -65,7 +59,8 @@ class Farm:
         # What each kind of unit does; another kind (a check's sample, a run's watch) is one
         # more entry here, claimed and leased the same way.
         self.handlers = {BOT: self._bot_tick, reader.UNIT_KIND: self._read}
-        self._publishers: dict[str, dict] = {}  # per bot, targets and tokens: kept between ticks
+        # Per bot: (its targets-and-tokens key, its publishers), kept between ticks.
+        self._publishers: dict[str, tuple[str, dict]] = {}
 
     def _reader_client(self):
         from steward.posting.wiring import LazyClient
@@ -197,7 +192,10 @@ class Farm:
         with self.engine.begin() as conn:
             if (
                 leases.finish(
-                    conn, unit, next_due=next_due(unit.due_at, self.reader_every, now), now=now
+                    conn,
+                    unit,
+                    next_due=leases.next_due(unit.due_at, self.reader_every, now),
+                    now=now,
                 )
                 and error
             ):
@@ -227,7 +225,9 @@ class Farm:
                 log.exception("farm: bot %s: tick failed", bot.name)
                 error = f"the tick failed: {type(exc).__name__}"
         with self.engine.begin() as conn:
-            if not leases.finish(conn, unit, next_due=next_due(unit.due_at, every, now), now=now):
+            if not leases.finish(
+                conn, unit, next_due=leases.next_due(unit.due_at, every, now), now=now
+            ):
                 log.warning("farm: bot %s: lease lost before the tick finished", bot.name)
                 return
             if bot.reads_timeline:  # /farm's chart: the shared timeline's words only
@@ -244,11 +244,12 @@ class Farm:
                 tokens = secrets.get(conn, self.vault, bot.name)
             logs.add_secrets(tokens.values())
             key = publishers_key(bot, tokens)
-            if (publishers := self._publishers.get(key)) is None:
+            kept_key, publishers = self._publishers.get(bot.name, (None, {}))
+            if kept_key != key:  # new targets or tokens: the old publishers are dropped
                 publishers = build_publishers(
                     bot, tokens, settings=self.settings, outbox=self.outbox
                 )
-                self._publishers[key] = publishers
+                self._publishers[bot.name] = (key, publishers)
             tick = BotTick(
                 bot, publishers, settings=self.settings, engine=self.engine,
                 outbox=self.outbox, clock=self.clock,

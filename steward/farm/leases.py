@@ -53,14 +53,18 @@ def claim(
     lease: dt.timedelta,
     limit: int,
     kinds: Iterable[str] | None = None,
+    keys: Iterable[str] | None = None,
 ) -> list[Unit]:
-    """Lease up to `limit` due units nobody holds; the oldest due first."""
+    """Lease up to `limit` due units nobody holds; the oldest due first. `keys`: only these
+    (a worker claims only the work it knows how to do)."""
     if limit <= 0:
         return []
     free = sa.or_(units.c.lease_until.is_(None), units.c.lease_until < now)
     pick = sa.select(units.c.kind, units.c.key).where(units.c.due_at <= now, free)
     if kinds is not None:
         pick = pick.where(units.c.kind.in_(list(kinds)))
+    if keys is not None:
+        pick = pick.where(units.c.key.in_(list(keys)))
     pick = pick.order_by(units.c.due_at).limit(limit).with_for_update(skip_locked=True)
     query = (
         sa.update(units)
@@ -71,6 +75,12 @@ def claim(
     with engine.begin() as conn:
         rows = conn.execute(query).all()
     return [Unit(r.kind, r.key, r.due_at, owner) for r in rows]
+
+
+def next_due(due: dt.datetime, every: dt.timedelta, now: dt.datetime) -> dt.datetime:
+    """The first due time after `now` on the unit's grid (a long stop does not replay ticks)."""
+    missed = max(0, int((now - due) / every))
+    return due + every * (missed + 1)
 
 
 def _held(unit: Unit):
@@ -119,6 +129,6 @@ def reschedule(conn: Connection, kind: str, key: str, due_at: dt.datetime) -> No
     )
 
 
-def next_due(conn: Connection, kind: str, key: str) -> dt.datetime | None:
+def due_at(conn: Connection, kind: str, key: str) -> dt.datetime | None:
     query = sa.select(units.c.due_at).where(units.c.kind == kind, units.c.key == key)
     return conn.scalar(query)

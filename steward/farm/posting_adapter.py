@@ -61,12 +61,50 @@ def _publisher(network: str, chat: str, bot: Bot, tokens: dict, settings, outbox
             raise TickError("X_CONSUMER_KEY and X_CONSUMER_SECRET are not set")
         creds = (*(k.get_secret_value() for k in keys), token, secret)
         return publishers.XPublisher(LazyClient(*creds, api_url=settings.x_api_url))
-    # Mastodon and Bluesky publishers come with posting's round-2 work; until they are there
-    # the bot says so rather than posting nowhere in silence.
-    kind = {"mastodon": "MastodonPublisher", "bluesky": "BlueskyPublisher"}[network]
-    if not hasattr(publishers, kind):
-        raise TickError(f"publishing to {network} is not in this build of steward")
-    return getattr(publishers, kind)(**{k: v for k, v in tokens.items() if k.startswith(network)})
+    if network == "mastodon":
+        return _mastodon(bot, tokens, settings)
+    return _bluesky(bot, tokens, settings)
+
+
+def _ask_for(bot: Bot, name: str, problem: str) -> TickError:
+    return TickError(f"{problem}: run python bot.py bots secret {bot.name} {name}")
+
+
+def _url(bot: Bot, name: str, value: str | None) -> str | None:
+    from steward.config.fields import http_url
+
+    try:
+        return http_url(value)
+    except ValueError:
+        raise _ask_for(bot, name, f"{name} is not an http(s) URL") from None
+
+
+def _mastodon(bot: Bot, tokens: dict, settings):
+    """The bot's Mastodon account: its own instance (`mastodon_api_url`), else the worker's
+    MASTODON_API_URL (many bots on one instance), and its `mastodon_access_token`."""
+    from steward.posting.mastodon import MastodonPublisher
+
+    token = tokens.get("mastodon_access_token")
+    api_url = tokens.get("mastodon_api_url") or settings.mastodon_api_url
+    if not token:
+        raise _ask_for(bot, "mastodon_access_token", "no Mastodon access token")
+    if not api_url:
+        raise _ask_for(bot, "mastodon_api_url", "no Mastodon instance")
+    return MastodonPublisher(_url(bot, "mastodon_api_url", api_url), token)
+
+
+def _bluesky(bot: Bot, tokens: dict, settings):
+    """The bot's Bluesky account: `bluesky_handle` and `bluesky_app_password`, on its own PDS
+    (`bluesky_api_url`) or the worker's BLUESKY_API_URL (https://bsky.social by default)."""
+    from steward.posting.bluesky import BlueskyPublisher
+
+    handle, password = tokens.get("bluesky_handle"), tokens.get("bluesky_app_password")
+    if not handle:
+        raise _ask_for(bot, "bluesky_handle", "no Bluesky handle")
+    if not password:
+        raise _ask_for(bot, "bluesky_app_password", "no Bluesky app password")
+    api_url = tokens.get("bluesky_api_url") or settings.bluesky_api_url
+    return BlueskyPublisher(_url(bot, "bluesky_api_url", api_url), handle.lstrip("@"), password)
 
 
 def publishers_key(bot: Bot, tokens: dict) -> str:
@@ -96,22 +134,26 @@ class BotTick:
         self.rng = random.Random()
 
     def run(self, at: dt.datetime) -> Result:
-        result = Result()
+        """Raises TickError after trying every channel: one refusing does not hold the others."""
+        result, errors = Result(), []
         done = self._slots(at)
         for post_id, text, channel in self._pending(at):
-            self._send(post_id, text, channel, result, retry=True)
+            errors.append(self._send(post_id, text, channel, result, retry=True))
         for slot in range(self.bot.per_tick):
             if slot in done:
                 continue
             channels = self._within_cap(list(self.publishers))
             if not channels:
-                raise TickError(f"the monthly cap of {self.bot.monthly_limit} X posts is reached")
+                errors.append(f"the monthly cap of {self.bot.monthly_limit} X posts is reached")
+                break
             try:
                 ids, text = self._claim(at, slot, channels)
             except sa.exc.IntegrityError:
                 continue  # a worker whose lease ran out made this slot meanwhile
             for channel, post_id in ids.items():
-                self._send(post_id, text, channel, result)
+                errors.append(self._send(post_id, text, channel, result))
+        if found := list(dict.fromkeys(e for e in errors if e)):
+            raise TickError("; ".join(found))
         return result
 
     # -- steps -----------------------------------------------------------------------------
@@ -207,29 +249,33 @@ class BotTick:
                 return text
         raise TickError(f"could not make a new post after {TRIES} tries: the words may be used up")
 
-    def _send(self, post_id: int, text: str, channel: str, result: Result, retry=False) -> None:
+    def _send(
+        self, post_id: int, text: str, channel: str, result: Result, retry: bool = False
+    ) -> str | None:
+        """Publish one recorded post; returns what stopped it, if anything."""
         from steward.posting.publishers import PublishError
 
         publisher = self.publishers.get(channel)
         if publisher is None:  # a target removed since the post was recorded
             self._finish(post_id, "failed", error=f"{channel} is no longer a target")
             result.failed += 1
-            return
+            return None
         try:
             published = publisher.publish(text, f"farm-{post_id}")
         except PublishError as exc:
             if exc.duplicate and retry:
                 self._finish(post_id, "sent")  # the earlier attempt went out before a crash
                 result.sent += 1
-                return
+                return None
             if exc.permanent or exc.duplicate:
                 self._finish(post_id, "failed", error=exc.reason)
                 result.failed += 1
-                raise TickError(f"{channel} refused a post: {exc.reason}") from None
+                return f"{channel} refused a post: {exc.reason}"
             result.waiting += 1
-            raise TickError(f"{channel}: {exc.reason} (the post waits for the next tick)") from None
+            return f"{channel}: {exc.reason} (the post waits for the next tick)"
         self._finish(post_id, "sent", remote_id=published.remote_id)
         result.sent += 1
+        return None
 
     def _finish(self, post_id: int, state: str, **values) -> None:
         if state == "sent":

@@ -19,13 +19,17 @@ NO_KEY = (
     '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`'
     " and set it (heroku config:set STEWARD_SECRET_KEY=...)"
 )
-# The secrets a bot can hold, by network (what `auth_tool.py` and `--with-secrets` carry).
+# The secrets a bot can hold, by network (what `auth_tool.py` and `--with-secrets` carry). The
+# two API URLs are not secret but belong to the account; without them a bot uses the worker's
+# MASTODON_API_URL and BLUESKY_API_URL.
 NAMES = (
     "x_access_token",
     "x_access_secret",
+    "mastodon_api_url",
     "mastodon_access_token",
     "bluesky_handle",
     "bluesky_app_password",
+    "bluesky_api_url",
 )
 
 
@@ -77,9 +81,22 @@ def put(conn: Connection, vault: Vault, bot: str, values: dict[str, str], now: d
     for name, value in values.items():
         if name not in NAMES:
             raise SecretError(f"{name} is not a secret a bot holds; known: {', '.join(NAMES)}")
+        if name.endswith("_api_url"):
+            value = _url(name, value)
         token = vault.encrypt(value)
         conn.execute(sa.delete(bot_secrets).where(_row(bot, name)))
         conn.execute(sa.insert(bot_secrets).values(bot=bot, name=name, value=token, updated_at=now))
+
+
+def _url(name: str, value: str) -> str:
+    from steward.config.fields import http_url
+
+    try:
+        return http_url(value) or ""
+    except ValueError:
+        raise SecretError(
+            f"{name} must be an http(s) URL such as https://mastodon.social"
+        ) from None
 
 
 def get(conn: Connection, vault: Vault, bot: str) -> dict[str, str]:

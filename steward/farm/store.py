@@ -1,9 +1,10 @@
 """The farm's tables: bots, their encrypted secrets, their posts, the shared reader timeline, the
 words-per-bot samples for /farm, and the generic work units any worker may claim.
 
-Kept identical in shape to the Alembic revision 0012_farm. A bot's posts are its own (dedupe and
-the monthly cap are per bot); `(bot, tick, slot, channel)` is unique, so a tick re-run by another
-worker after a crash fills the slots that are missing and never makes a slot twice.
+Kept identical in shape to the Alembic revisions 0012_farm and 0013_farm_remote_ids. A bot's
+posts are its own (dedupe and the monthly cap are per bot); `(bot, tick, slot, channel)` is
+unique, so a tick re-run by another worker after a crash fills the slots that are missing and
+never makes a slot twice.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ farm_posts = sa.Table(
     sa.Column("text_hash", sa.String(64), nullable=False),
     sa.Column("channel", sa.String(64), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("remote_id", sa.String(64), nullable=True),
+    sa.Column("remote_id", sa.String(300), nullable=True),  # a Bluesky at:// URI is long
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("tick", UTCDateTime(), nullable=False),
     sa.Column("slot", sa.Integer, nullable=False),

@@ -1,8 +1,9 @@
 """Monitoring's feature wiring: the jobs, commands and dialogs around the Monitor service.
 
-One job per check interval runs that group of configured checks; one job every few seconds runs
-the checks added with /watch that are due (watched.py); one hourly job drops old samples and
-rolls up the hours that ended.
+One job per check interval runs that group of configured checks (on Postgres the workers share
+them as units of work instead: shared.py); one job every few seconds runs the checks added with
+/watch that are due (watched.py); one hourly job drops old samples and rolls up the hours that
+ended.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from steward.monitoring.checks import check_functions
 from steward.monitoring.monitor import HOUSEKEEPING_EVERY, Monitor
 from steward.monitoring.options import ChecksError
 from steward.monitoring.redact import redact
+from steward.monitoring.shared import SharedChecks
 from steward.monitoring.spec import CheckSpec, load_checks
 
 
@@ -31,9 +33,13 @@ def build_feature(services: Services) -> Feature:
         raise ConfigError(variable, redact(f"is not valid: {exc}")) from None
     # On even without CHECKS: /watch adds checks while the worker runs.
     monitor = Monitor(services, specs)
+    # On Postgres the configured checks are units of work any worker claims (shared.py), so N
+    # workers split them; on SQLite one job per interval runs its group on the one worker.
+    shared = SharedChecks(monitor, specs) if services.engine.dialect.name == "postgresql" else None
     jobs = [
         Job(group_job_name(seconds, group), dt.timedelta(seconds=seconds), _tick(monitor, group))
         for seconds, group in monitor.groups().items()
+        if shared is None
     ]
     jobs.append(Job("monitoring.watched", watched.CADENCE, monitor.watched_tick))
     jobs.append(Job("monitoring.housekeeping", HOUSEKEEPING_EVERY, monitor.housekeeping))
@@ -43,6 +49,19 @@ def build_feature(services: Services) -> Feature:
     async def start() -> None:
         await monitor.start()
         feature.summary = monitor.summary()  # the watched checks are known only now
+        if shared is not None and specs:
+            await shared.start()
+
+    def status() -> list[str]:
+        lines = monitor.status_lines()
+        if shared is not None and specs:
+            lines.append(f"checks shared with the other workers: this one took {shared.done}")
+        return lines
+
+    async def stop() -> None:
+        if shared is not None:
+            await shared.stop()
+        await monitor.stop()
 
     feature = Feature(
         "monitoring",
@@ -52,8 +71,8 @@ def build_feature(services: Services) -> Feature:
         jobs=jobs,
         dialogs=dialogs.build_dialogs(monitor),
         start=start,
-        stop=monitor.stop,
-        status=monitor.status_lines,
+        stop=stop,
+        status=status,
     )
     return feature
 

@@ -1,0 +1,158 @@
+"""N workers on Postgres split the configured checks: each claims its share, each check is
+sampled once per interval (real checks against a loopback server, a real Postgres store)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from steward import db
+from steward.config import load_settings
+from steward.farm import leases
+from steward.features import Services
+from steward.monitoring import store
+from steward.monitoring.job import build_feature
+from steward.monitoring.monitor import Monitor
+from steward.monitoring.shared import KIND, LEASE, SharedChecks
+from steward.monitoring.spec import load_checks
+from steward.telegram.outbox import Outbox
+from tests.clock import Clock
+from tests.monitoring.targets import T0
+from tests.worker_process import ROOT, WorkerProcess, clean_env
+
+NAMES = [f"c{i}" for i in range(6)]
+
+
+def worker(engine, settings, clock) -> SharedChecks:
+    """One worker's monitor and its share of the checks (each worker has its own outbox)."""
+    outbox = Outbox(engine, "1001", clock=clock)
+    services = Services(settings=settings, engine=engine, outbox=outbox, clock=clock)
+    specs = load_checks(settings.checks)
+    return SharedChecks(Monitor(services, specs), specs, batch=2)
+
+
+def samples_per_check(engine) -> Counter:
+    with engine.connect() as conn:
+        return Counter(conn.scalars(sa.select(store.samples.c.check)))
+
+
+async def both_until_done(one: SharedChecks, two: SharedChecks) -> None:
+    while sum(await asyncio.gather(one.run_due(), two.run_due())):
+        pass
+
+
+def test_two_workers_split_the_checks_and_sample_each_once_per_interval(pg_url, server):
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    checks = "; ".join(f"{n}={server.url('/api')}" for n in NAMES)
+    settings = load_settings({"CHECKS": checks, "CHECK_INTERVAL": "60"}, env_file=None)
+    clock = Clock(T0)
+    one, two = worker(engine, settings, clock), worker(engine, settings, clock)
+    one.ensure()
+    two.ensure()  # the second worker's start changes nothing: the units exist
+
+    async def three_intervals() -> None:
+        try:
+            for n in (1, 2, 3):
+                await both_until_done(one, two)
+                assert samples_per_check(engine) == Counter({name: n for name in NAMES})
+                clock.advance(seconds=30)
+                await both_until_done(one, two)  # half an interval on: nothing is due
+                clock.advance(seconds=30)
+        finally:
+            await one.monitor.stop()
+            await two.monitor.stop()
+
+    asyncio.run(three_intervals())
+    assert samples_per_check(engine) == Counter({name: 3 for name in NAMES})
+    assert one.done > 0 and two.done > 0 and one.done + two.done == 3 * len(NAMES)
+    engine.dispose()
+
+
+def test_a_dead_workers_checks_go_to_the_other_once_its_lease_runs_out(pg_url, server):
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    checks = "; ".join(f"{n}={server.url('/api')}" for n in NAMES[:2])
+    settings = load_settings({"CHECKS": checks}, env_file=None)
+    clock = Clock(T0)
+    dead, alive = worker(engine, settings, clock), worker(engine, settings, clock)
+    dead.ensure()
+    taken = leases.claim(
+        engine, dead.owner, now=clock(), lease=LEASE, limit=2, kinds=[KIND]
+    )  # it claimed both checks, then died before sampling them
+    assert len(taken) == 2
+
+    async def run() -> tuple[int, int]:
+        try:
+            first = await alive.run_due()
+            clock.advance(seconds=LEASE.total_seconds() + 1)
+            return first, await alive.run_due()
+        finally:
+            await alive.monitor.stop()
+            await dead.monitor.stop()
+
+    assert asyncio.run(run()) == (0, 2)
+    assert samples_per_check(engine) == Counter({"c0": 1, "c1": 1})
+    engine.dispose()
+
+
+def test_on_sqlite_the_scheduler_runs_the_checks_as_before(sqlite_url, server):
+    engine = db.make_engine(sqlite_url)
+    db.metadata.create_all(engine)
+    settings = load_settings({"CHECKS": f"api={server.url('/api')}"}, env_file=None)
+    clock = Clock(T0)
+    services = Services(
+        settings=settings, engine=engine, outbox=Outbox(engine, "1001", clock=clock), clock=clock
+    )
+    names = [job.name for job in build_feature(services).jobs]
+    assert any(name.startswith("monitoring.every_") for name in names)
+    engine.dispose()
+
+
+def test_on_postgres_no_scheduler_job_runs_the_configured_checks(pg_url, server):
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    settings = load_settings({"CHECKS": f"api={server.url('/api')}"}, env_file=None)
+    clock = Clock(T0)
+    services = Services(
+        settings=settings, engine=engine, outbox=Outbox(engine, "1001", clock=clock), clock=clock
+    )
+    names = [job.name for job in build_feature(services).jobs]
+    assert not any(name.startswith("monitoring.every_") for name in names)
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_two_python_bot_workers_sample_each_check_once_per_interval(pg_url, server, tmp_path):
+    names = [f"w{i}" for i in range(12)]
+    checks = "; ".join(f"{n}={server.url('/api')}" for n in names)
+    env = clean_env(DATABASE_URL=pg_url, CHECKS=checks, CHECK_INTERVAL="5")
+    subprocess.run([sys.executable, str(ROOT / "bot.py"), "migrate"], env=env, check=True)
+    engine = db.make_engine(pg_url)
+    with WorkerProcess(env, tmp_path) as one, WorkerProcess(env, tmp_path) as two:
+        one.wait_ready()
+        two.wait_ready()
+        deadline = time.monotonic() + 60
+        while min(samples_per_check(engine)[n] for n in names) < 3:
+            assert time.monotonic() < deadline, one.output + "\n" + two.output
+            time.sleep(0.2)
+        one.terminate()
+        two.terminate()
+        output = one.output + "\n" + two.output
+    assert "Traceback" not in output
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(store.samples.c.check, store.samples.c.time)).all()
+    engine.dispose()
+    times: dict[str, list] = {}
+    for check, when in rows:
+        times.setdefault(check, []).append(when)
+    for check, seen in times.items():
+        seen.sort()
+        gaps = [(b - a).total_seconds() for a, b in zip(seen, seen[1:], strict=False)]
+        assert all(gap > 3.5 for gap in gaps), f"{check} sampled twice in an interval: {gaps}"
