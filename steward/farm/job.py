@@ -85,7 +85,7 @@ class Farm:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.ensure_reader)
-        if self.services.extra.get("demo"):
+        if self.services.demo:
             await asyncio.to_thread(self._demo_bots)
         self._task = asyncio.create_task(self._loop(), name="farm")
 
@@ -280,7 +280,6 @@ def build_feature(services: Services) -> Feature:
     from steward.farm import commands
 
     farm = Farm(services)
-    services.extra["farm"] = farm
     reader_line = "one shared reader" if farm.reader_client is not None else "no reader account"
     return Feature(
         "farm",
