@@ -40,7 +40,7 @@ def render_status(report: status.StatusReport, tz: dt.tzinfo) -> str:
     if report.muted_until is not None:
         lines.append(f"🔕 muted here until {esc(local(report.muted_until, tz))}")
     for feature in report.features:
-        mark = "✅" if feature.enabled else "⏸"
+        mark = "⏸" if not feature.enabled else "⚠️" if feature.problem else "✅"
         lines.append(f"\n{mark} <b>{esc(feature.name)}</b>: {esc(feature.summary)}")
         lines += [f"  {esc(line)}" for line in feature.lines]
     if report.next_runs:

@@ -10,9 +10,10 @@ from steward.posting.commands import render_posts
 from steward.posting.mastodon import MastodonPublisher
 from steward.posting.publishers import PublishError
 from steward.posting.textcount import fits
+from tests.clock import Clock
 from tests.fakes.bluesky_api import FakeBluesky
 from tests.fakes.mastodon_api import FakeMastodon
-from tests.posting.helpers import OWNER_CHAT, Clock, outbox_rows, poster, rows
+from tests.posting.helpers import OWNER_CHAT, outbox_rows, poster, rows
 
 
 @pytest.fixture

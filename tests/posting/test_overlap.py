@@ -20,8 +20,9 @@ import pytest
 from steward import db
 from steward.posting import manual, store
 from steward.posting.inflight import LEASE
+from tests.clock import Clock
 from tests.fakes.x_api import FakeX
-from tests.posting.helpers import Clock, poster, rows, x_env
+from tests.posting.helpers import poster, rows, x_env
 
 
 class SlowX(FakeX):

@@ -10,7 +10,8 @@ import pytest
 from steward.config import ConfigError
 from steward.posting.commands import render_queue, upcoming
 from steward.posting.schedule import Schedule, parse_span, parse_times
-from tests.posting.helpers import Clock, poster, x_env
+from tests.clock import Clock
+from tests.posting.helpers import poster, x_env
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOON_UTC = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)  # 13:00 in Berlin
