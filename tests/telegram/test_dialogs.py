@@ -21,7 +21,9 @@ T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 def sent(engine) -> list[str]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(outbox_table.c.text).order_by(outbox_table.c.id)).all()
+        # New messages only: an answered question losing its buttons is an edit of its message.
+        query = sa.select(outbox_table.c.text).where(outbox_table.c.edit.is_(None))
+        rows = conn.execute(query.order_by(outbox_table.c.id)).all()
     return [r.text for r in rows]
 
 
