@@ -312,9 +312,12 @@ class DialogEngine:
                 outbox_table.c.edit.is_(None),
             )
             .order_by(outbox_table.c.id.desc())
+            .limit(1)
         )
-        asked = next((m for m in sent if m.buttons), None)  # JSON null is not SQL NULL
-        if asked is not None and asked.text:
+        # The dialog's last message is the question it waits on (an ask ends a run); one
+        # without buttons needs no edit. A pressed one is left to the router (`pressed`).
+        asked = sent.first()
+        if asked is not None and asked.buttons and asked.text:
             self.outbox.notify_in(
                 conn, asked.text, chat_id=row["chat_id"], key=f"{asked.key}:closed", edit=asked.key
             )
