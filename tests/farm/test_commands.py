@@ -10,9 +10,10 @@ from steward.farm import bots as farm_bots
 from steward.farm import commands, reader
 from steward.farm.bots import Bot
 from steward.farm.job import Farm
+from tests.clock import Clock
 from tests.command_calls import command_caller
 from tests.fakes.telegram_api import FakeTelegram
-from tests.posting.helpers import Clock, services
+from tests.posting.helpers import services
 
 TOKEN = "123456:TEST-token-for-the-farm"
 OWNER = 42

@@ -11,7 +11,8 @@ from steward.farm import secrets
 from steward.farm.bots import Bot
 from steward.farm.job import Farm
 from steward.farm.store import farm_posts
-from tests.posting.helpers import Clock, outbox_rows, services
+from tests.clock import Clock
+from tests.posting.helpers import outbox_rows, services
 
 READER = {"X_READER_ACCESS_TOKEN": "99-token", "X_READER_ACCESS_SECRET": "99-secret"}
 
