@@ -10,8 +10,9 @@ from steward.monitoring.checks import Runner
 from steward.monitoring.cli import run_check, run_checks_once
 from steward.monitoring.redact import redact, secrets_in
 from steward.monitoring.spec import parse_checks
+from tests.clock import Clock
 from tests.monitoring import pychecks
-from tests.monitoring.targets import Clock, Route
+from tests.monitoring.targets import T0, Route
 from tests.test_config import run_bot
 
 QUEUE = "queue=python:tests.monitoring.pychecks:value alert_above=10"
@@ -35,7 +36,7 @@ def test_it_exits_non_zero_when_a_value_is_past_its_band():
 async def test_a_sample_past_its_band_is_stored_as_bad(server):
     (spec,) = parse_checks(f"api={server.url('/api')} alert_above=0.001")
     server.routes["/api"] = Route(200, b"ok", delay=0.01)
-    runner = Runner(clock=Clock())
+    runner = Runner(clock=Clock(T0))
     try:
         sample = await runner.run_one(spec)
     finally:
