@@ -66,7 +66,7 @@ def problem(poster: Poster) -> str | None:
     monthly cap is posting working as configured, not a problem."""
     if stuck := poster.load(problems.PROBLEM_KEY):
         return stuck["reason"]
-    if refused := poster.refused():
+    if refused := problems.refused_channels(poster):
         return f"{', '.join(SHOWN[c] for c in refused)} refused the credentials"
     return None
 

@@ -119,21 +119,12 @@ class Poster:
         value = {"by": by, "at": self.clock().isoformat()} if by else None
         self.save(PAUSED_KEY, value)
 
-    def refused(self) -> list[str]:
-        """Channels paused because they refused the credentials we still have."""
-        return [
-            channel
-            for channel, fingerprint in self.parts.fingerprints.items()
-            if self.load(store.refused_key(channel)) == fingerprint
-        ]
-
     def blocked(self) -> dict[str, str]:
         """Channels that must not be posted to now, with the reason."""
         out: dict[str, str] = {}
         now = self.clock()
-        refused = self.refused()
-        for channel in self.parts.fingerprints:
-            if channel in refused:
+        for channel, fingerprint in self.parts.fingerprints.items():
+            if self.load(store.refused_key(channel)) == fingerprint:
                 out[channel] = f"{SHOWN[channel]} refused the credentials; paused until they change"
             elif (retry := self.load(store.retry_key(channel))) and dt.datetime.fromisoformat(
                 retry

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from steward.config import load_settings
+from steward.posting.job import problem as feature_problem
 from steward.posting.job import status_lines
 from steward.posting.problems import PROBLEM_KEY
 from steward.worker import build_worker
@@ -104,3 +105,14 @@ async def test_status_marks_posting_with_a_warning_while_it_is_stuck(engine, sto
         finally:
             world.engine.dispose()
     assert "⚠️ <b>posting</b>" in stuck["html"] and "✅ <b>posting</b>" not in stuck["html"]
+
+
+def test_refused_credentials_are_posting_s_problem_until_they_change(engine, fake):
+    clock = Clock()
+    env = x_env(fake)
+    assert feature_problem(poster(engine, clock, **env)) is None
+    fake.revoke("42-token")
+    p = poster(engine, clock, **env)
+    p.scheduled_tick(clock())
+    assert feature_problem(p) == "X refused the credentials"
+    assert feature_problem(poster(engine, clock, **{**env, "X_ACCESS_TOKEN": "43-token"})) is None
