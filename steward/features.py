@@ -102,3 +102,6 @@ class Feature:
     stop: Callable[[], Awaitable[None]] | None = None
     # Lines for /status and the start-up summary.
     status: Callable[[], list[str]] = lambda: []
+    # Why the feature cannot do its job right now (one line), or None when it can: /status marks
+    # the feature ⚠️ instead of ✅ while it lasts.
+    problem: Callable[[], str | None] = lambda: None

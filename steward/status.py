@@ -18,6 +18,7 @@ class FeatureStatus:
     enabled: bool
     summary: str
     lines: tuple[str, ...]
+    problem: str | None = None  # why it cannot do its job right now (Feature.problem)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,13 @@ def gather(world, chat_id: int | str | None = None) -> StatusReport:
     """Collect the report (blocking: call from a thread)."""
     now = world.services.clock()
     features = tuple(
-        FeatureStatus(f.name, f.enabled, f.summary, tuple(f.status() if f.enabled else ()))
+        FeatureStatus(
+            f.name,
+            f.enabled,
+            f.summary,
+            tuple(f.status() if f.enabled else ()),
+            f.problem() if f.enabled else None,
+        )
         for f in world.features
     )
     runs = sorted(world.scheduler.next_runs().items())

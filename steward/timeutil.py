@@ -25,6 +25,26 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
+MUTE_LONGEST = dt.timedelta(days=30)
+
+
+class MuteTooLong(ValueError):
+    """A mute asked for longer than MUTE_LONGEST (a huge number included)."""
+
+
+def parse_mute(text: str) -> dt.timedelta:
+    """A mute's length, for the chat's `/mute 2h` and a check's `/mute api 2h`: parse_duration's
+    forms, at most MUTE_LONGEST. ValueError with a sentence for what is not a duration,
+    MuteTooLong for what is longer (however long: no OverflowError)."""
+    try:
+        length = parse_duration(text)
+    except OverflowError:  # more days than a timedelta can hold
+        length = MUTE_LONGEST * 2
+    if length > MUTE_LONGEST:
+        raise MuteTooLong(f"A mute lasts at most {MUTE_LONGEST.days} days")
+    return length
+
+
 def human(delta: dt.timedelta) -> str:
     """`1h 5m`, `3d 2h`, `45s`: the two largest units."""
     total = int(abs(delta.total_seconds()))

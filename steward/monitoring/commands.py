@@ -21,7 +21,7 @@ from steward.monitoring import charts, store
 from steward.monitoring.messages import NO_CHECKS, checks_pages, render_result
 from steward.monitoring.uptime import uptime
 from steward.telegram.formatting import esc
-from steward.timeutil import human, local, parse_duration
+from steward.timeutil import MuteTooLong, human, local, parse_duration, parse_mute
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -87,7 +87,9 @@ async def mute_check(monitor: Monitor, name: str, duration: str) -> str:
     if name not in monitor.specs:
         return _unknown(monitor, name)
     try:
-        length = parse_duration(duration)
+        length = parse_mute(duration)
+    except MuteTooLong as exc:
+        return esc(f"{exc}; use /mute {name} 30d or less (and /unmute {name} to end it).")
     except ValueError as exc:
         return esc(f"{exc}. Usage: /mute <check> 2h")
     now = monitor.clock()

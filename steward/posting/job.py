@@ -42,6 +42,7 @@ def build_feature(services: Services) -> Feature:
         start=start,
         stop=stop,
         status=lambda: status_lines(poster),
+        problem=lambda: problem(poster),
     )
 
 
@@ -58,6 +59,16 @@ def summary(poster: Poster) -> str:
         for c in poster.channels
     ]
     return f"{line} to {' and '.join(targets)}"
+
+
+def problem(poster: Poster) -> str | None:
+    """Why posting is stuck (as told to the owner), or None while it posts. A rate limit or the
+    monthly cap is posting working as configured, not a problem."""
+    if stuck := poster.load(problems.PROBLEM_KEY):
+        return stuck["reason"]
+    if refused := problems.refused_channels(poster):
+        return f"{', '.join(SHOWN[c] for c in refused)} refused the credentials"
+    return None
 
 
 def status_lines(poster: Poster) -> list[str]:

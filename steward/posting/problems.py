@@ -102,6 +102,15 @@ def status_line(value: dict | None) -> str | None:
     return f"⚠️ stuck since {value['since'][:16]}: {value['reason']} Fix: {value['fix']}"
 
 
+def refused_channels(poster) -> list[str]:
+    """Channels paused because they refused the credentials we still have (see `refused`)."""
+    return [
+        channel
+        for channel, fingerprint in poster.parts.fingerprints.items()
+        if poster.load(store.refused_key(channel)) == fingerprint
+    ]
+
+
 def refused(
     engine, outbox, channel: str, reason: str, fingerprints: dict, now: dt.datetime
 ) -> None:

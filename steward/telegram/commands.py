@@ -16,10 +16,9 @@ from telegram.ext import ContextTypes
 from steward import status
 from steward.features import Command
 from steward.telegram.formatting import esc
-from steward.timeutil import human, local, parse_duration
+from steward.timeutil import MuteTooLong, human, local, parse_mute
 
 MUTE_USAGE = "Use /mute 30m (or 2h, 1d) to silence notifications here; /unmute to end it."
-MUTE_LONGEST = dt.timedelta(days=30)
 MUTE_TOO_LONG = "A mute lasts at most 30 days; use /mute 30d or less (and /unmute to end it)."
 
 
@@ -40,7 +39,7 @@ def render_status(report: status.StatusReport, tz: dt.tzinfo) -> str:
     if report.muted_until is not None:
         lines.append(f"🔕 muted here until {esc(local(report.muted_until, tz))}")
     for feature in report.features:
-        mark = "✅" if feature.enabled else "⏸"
+        mark = "⏸" if not feature.enabled else "⚠️" if feature.problem else "✅"
         lines.append(f"\n{mark} <b>{esc(feature.name)}</b>: {esc(feature.summary)}")
         lines += [f"  {esc(line)}" for line in feature.lines]
     if report.next_runs:
@@ -83,14 +82,12 @@ def core_commands(world) -> list[Command]:
             await update.effective_message.reply_text(MUTE_USAGE)
             return
         try:
-            length = parse_duration(args[0])
+            length = parse_mute(args[0])
+        except MuteTooLong:
+            await update.effective_message.reply_text(MUTE_TOO_LONG)
+            return
         except ValueError as exc:
             await update.effective_message.reply_text(f"{exc}. {MUTE_USAGE}")
-            return
-        except OverflowError:  # more days than a date can hold
-            length = MUTE_LONGEST * 2
-        if length > MUTE_LONGEST:
-            await update.effective_message.reply_text(MUTE_TOO_LONG)
             return
         until = world.services.clock() + length
         await asyncio.to_thread(world.outbox.mute, update.effective_chat.id, until)

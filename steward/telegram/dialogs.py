@@ -61,6 +61,7 @@ from steward.telegram.dialog_handle import (
 )
 from steward.telegram.dialog_store import dialogs
 from steward.telegram.formatting import esc
+from steward.telegram.store import outbox as outbox_table
 
 log = logging.getLogger("steward.dialogs")
 
@@ -159,7 +160,7 @@ class DialogEngine:
             if row["expires_at"] is not None and row["expires_at"] <= self.clock():
                 # Its question timed out before the sweep came by: close it as the sweep would.
                 return await self._time_out(row)
-            if await self._advance(row, answer):
+            if await self._advance(row, answer, pressed=question is not None):
                 return True
         log.warning("dialog in chat %s: gave up after repeated concurrent updates", chat_id)
         return False
@@ -201,18 +202,21 @@ class DialogEngine:
             rows = conn.execute(sa.select(dialogs).where(dialogs.c.expires_at < now)).mappings()
             return [dict(row) for row in rows]
 
-    async def _advance(self, row: dict, answer: Answer | None) -> bool:
-        """Replay the dialog with `answer` appended; persist and send. False on a lost race."""
+    async def _advance(self, row: dict, answer: Answer | None, *, pressed: bool = False) -> bool:
+        """Replay the dialog with `answer` appended; persist and send. False on a lost race.
+        `pressed`: the answer is a button press, whose buttons the router took off already."""
         spec = self.specs.get(row["name"])
         entries = list(row["log"]) + ([{"a": answer.to_json()}] if answer else [])
         if spec is None or spec.version != row["code_version"]:
-            return await asyncio.to_thread(self._finish, row, [_Output(SORRY_CHANGED)])
+            return await asyncio.to_thread(
+                self._finish, row, [_Output(SORRY_CHANGED)], pressed=pressed
+            )
         run = _Run(row, entries, self.default_timeout, now=self.clock())
         run.checkpoint = lambda: asyncio.to_thread(self._checkpoint, row, run)
         try:
             await spec.fn(Dialog(run))
         except _Suspend:
-            return await asyncio.to_thread(self._save, row, run)
+            return await asyncio.to_thread(self._save, row, run, pressed=pressed)
         except _LostRace:
             return False
         except _EffectUnfinished as unfinished:
@@ -224,7 +228,9 @@ class DialogEngine:
                 row["chat_id"],
                 unfinished.claimed_at.isoformat(),
             )
-            return await asyncio.to_thread(self._finish, row, [_Output(SORRY_INTERRUPTED)])
+            return await asyncio.to_thread(
+                self._finish, row, [_Output(SORRY_INTERRUPTED)], pressed=pressed
+            )
         except DialogChanged as exc:
             log.warning(
                 "dialog %s in chat %s no longer matches its log: %s",
@@ -232,14 +238,18 @@ class DialogEngine:
                 row["chat_id"],
                 exc,
             )
-            return await asyncio.to_thread(self._finish, row, [_Output(SORRY_CHANGED)])
+            return await asyncio.to_thread(
+                self._finish, row, [_Output(SORRY_CHANGED)], pressed=pressed
+            )
         except Exception:
             log.exception("dialog %s in chat %s failed", row["name"], row["chat_id"])
-            return await asyncio.to_thread(self._finish, row, run.outputs + [_Output(SORRY_FAILED)])
+            return await asyncio.to_thread(
+                self._finish, row, run.outputs + [_Output(SORRY_FAILED)], pressed=pressed
+            )
         log.info("dialog %s in chat %s finished", row["name"], row["chat_id"])
-        return await asyncio.to_thread(self._finish, row, run.outputs)
+        return await asyncio.to_thread(self._finish, row, run.outputs, pressed=pressed)
 
-    def _save(self, row: dict, run: _Run) -> bool:
+    def _save(self, row: dict, run: _Run, *, pressed: bool = False) -> bool:
         now = self.clock()
         timeout = run.timeout if run.timeout is not None else self.default_timeout
         values = {
@@ -257,6 +267,8 @@ class DialogEngine:
             )
             if done.rowcount != 1:
                 return False
+            if not pressed:
+                self._close_question(conn, row)
             self._send(conn, row, run.outputs)
         self.outbox.wake()
         row.update(values)
@@ -274,7 +286,7 @@ class DialogEngine:
             return True
         return False
 
-    def _finish(self, row: dict, outputs: list[_Output]) -> bool:
+    def _finish(self, row: dict, outputs: list[_Output], *, pressed: bool = False) -> bool:
         with self.engine.begin() as conn:
             done = conn.execute(
                 dialogs.delete().where(
@@ -283,9 +295,32 @@ class DialogEngine:
             )
             if done.rowcount != 1:
                 return False
+            if not pressed:
+                self._close_question(conn, row)
             self._send(conn, row, outputs, final=True)
         self.outbox.wake()
         return True
+
+    def _close_question(self, conn, row: dict) -> None:
+        """Take the buttons off the question the dialog is leaving (answered by typing, asked
+        again, cancelled, timed out): an edit of that message, queued with the dialog's new
+        state. Pressing a stale button would only get "This question is closed"."""
+        sent = conn.execute(
+            sa.select(outbox_table.c.key, outbox_table.c.text, outbox_table.c.buttons)
+            .where(
+                outbox_table.c.key.like(f"dlg:{row['dialog_id']}:%"),
+                outbox_table.c.edit.is_(None),
+            )
+            .order_by(outbox_table.c.id.desc())
+            .limit(1)
+        )
+        # The dialog's last message is the question it waits on (an ask ends a run); one
+        # without buttons needs no edit. A pressed one is left to the router (`pressed`).
+        asked = sent.first()
+        if asked is not None and asked.buttons and asked.text:
+            self.outbox.notify_in(
+                conn, asked.text, chat_id=row["chat_id"], key=f"{asked.key}:closed", edit=asked.key
+            )
 
     def _send(self, conn, row: dict, outputs: list[_Output], final: bool = False) -> None:
         # Messages are written to the outbox in the same transaction as the dialog's new state,

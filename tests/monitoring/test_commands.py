@@ -8,6 +8,7 @@ from contextlib import closing
 from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 
 from steward import db
 from steward.config import load_settings
@@ -194,3 +195,13 @@ async def test_checks_sums_up_and_pages_hundreds_of_checks(many):
     assert {line.split(":")[0][2:] for line in shown} == set(many.names)
     (wrong,) = await many.call(f"/checks {pages + 1}")
     assert wrong["text"] == f"There are {pages} pages of checks: /checks 1 to /checks {pages}."
+
+
+@pytest.mark.parametrize("length", ["31d", "99999d", "9" * 400 + "d"])
+async def test_a_check_mute_is_bounded_like_the_chat_mute(handlers, length):
+    reply = await commands.mute_check(handlers.monitor, "down", length)
+    assert reply.startswith("A mute lasts at most 30 days") and "/mute down 30d" in reply
+    with handlers.monitor.engine.connect() as conn:
+        muted = conn.execute(sa.select(store.alerts.c.muted_until)).scalars().all()
+    assert not any(muted), "nothing is muted"
+    assert "muted for 30d" in await commands.mute_check(handlers.monitor, "down", "30d")

@@ -51,9 +51,11 @@ class World:
         return engine, monitor
 
     def said(self) -> list[str]:
-        """The text of every message in the outbox (a photo's caption for a photo)."""
+        """The text of every message in the outbox (a photo's caption for a photo); not the
+        edits that take an answered question's buttons off."""
         with self.engine.connect() as conn:
             query = sa.select(outbox_table.c.text, outbox_table.c.caption)
+            query = query.where(outbox_table.c.edit.is_(None))
             return [r.text or r.caption for r in conn.execute(query.order_by(outbox_table.c.id))]
 
     def buttons(self) -> list[str]:

@@ -85,7 +85,7 @@ def dialog_engine(engine, clock, p) -> DialogEngine:
 def drafts(engine) -> list[str]:
     found = []
     for row in outbox_rows(engine):
-        if row.text and row.text.startswith("<b>Draft</b>"):
+        if row.edit is None and row.text and row.text.startswith("<b>Draft</b>"):
             found.append(row.text.split("\n\n", 1)[1])
     return found
 
@@ -102,8 +102,11 @@ async def test_post_shows_a_draft_another_replaces_it_and_post_publishes_it_once
             for i, label in enumerate(["Post", "Another", "Cancel"])
         ]
     ]
+    asked = outbox_rows(engine)[-1]
     assert await dialogs.answer(CHAT, Answer(text="Another"))
     first, second = drafts(engine)
+    [closing] = [r for r in outbox_rows(engine) if r.edit == asked.key]
+    assert closing.text == asked.text and not closing.buttons, "the old draft loses its buttons"
     assert await dialogs.answer(CHAT, Answer(text="Post"))
     assert [post["text"] for post in fake.posts] == [second.replace("&amp;", "&")]
     assert f"https://x.com/alice/status/{fake.posts[0]['id']}" in outbox_rows(engine)[-1].text
@@ -140,6 +143,16 @@ def sent(telegram: FakeTelegram) -> list[dict]:
     return [m for m in telegram.messages(CHAT) if not m["method"].startswith("edit")]
 
 
+def closed(telegram: FakeTelegram, question: dict) -> bool:
+    """Has the question lost its buttons (by an edit of its message)?"""
+    return any(
+        m["method"].startswith("edit")
+        and m["message_id"] == question["message_id"]
+        and not m.get("reply_markup")
+        for m in telegram.messages(CHAT)
+    )
+
+
 def texts(telegram: FakeTelegram) -> list[str]:
     return [m["text"] for m in sent(telegram)]
 
@@ -167,7 +180,15 @@ def test_the_post_dialog_and_the_posting_commands_end_to_end(tmp_path, fake):
             assert telegram.wait_for(
                 lambda f: sum(t.startswith("Draft") for t in texts(f)) == 2, 15
             )
+            assert telegram.wait_for(lambda f: closed(f, draft), 15), "the old draft's buttons go"
+            typed = [m for m in sent(telegram) if m["text"].startswith("Draft")][-1]
+            telegram.push_message(CHAT, USER, "Another")  # typed instead of pressed
+            assert telegram.wait_for(
+                lambda f: sum(t.startswith("Draft") for t in texts(f)) == 3, 15
+            )
+            assert telegram.wait_for(lambda f: closed(f, typed), 15), "typed: its buttons go too"
             second = [m for m in sent(telegram) if m["text"].startswith("Draft")][-1]
+            assert markup(second), "the draft in question keeps its buttons"
             press(telegram, second, "Post")
             assert telegram.wait_for(lambda f: "X: posted" in texts(f)[-1], 15)
             press(telegram, second, "Post")  # a second press of an answered question

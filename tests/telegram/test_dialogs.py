@@ -21,7 +21,9 @@ T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 def sent(engine) -> list[str]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(outbox_table.c.text).order_by(outbox_table.c.id)).all()
+        # New messages only: an answered question losing its buttons is an edit of its message.
+        query = sa.select(outbox_table.c.text).where(outbox_table.c.edit.is_(None))
+        rows = conn.execute(query.order_by(outbox_table.c.id)).all()
     return [r.text for r in rows]
 
 
@@ -253,3 +255,28 @@ async def test_expiring_reads_the_store_off_the_event_loop(engine):
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
     assert on_loop == [], "a blocking query ran on the event loop"
+
+
+def closings(engine) -> list[tuple[str, str, object]]:
+    """The edits that take a question's buttons off: (the question's key, text, buttons)."""
+    with engine.connect() as conn:
+        query = sa.select(outbox_table.c.edit, outbox_table.c.text, outbox_table.c.buttons)
+        rows = conn.execute(query.where(outbox_table.c.edit.is_not(None))).all()
+    return [(r.edit, r.text, r.buttons) for r in rows]
+
+
+async def test_a_question_left_behind_loses_its_buttons_however_it_was_left(engine):
+    clock = Clock(T0)
+    dialogs = make(engine, clock, order=(order, 1))
+    await dialogs.start("order", CHAT, USER)
+    assert await dialogs.answer(CHAT, Answer(text="Soup"), question=1)
+    assert closings(engine) == [], "a pressed button's question is closed by the router"
+    await dialogs.answer(CHAT, Answer(text="2"))
+    assert closings(engine) == [], "a question without buttons has none to lose"
+    await dialogs.cancel(CHAT)  # while "Send it to the kitchen?" waits
+    [(key, text, buttons)] = closings(engine)
+    assert text == "Send it to the kitchen?" and not buttons and key.startswith("dlg:")
+    await dialogs.start("order", CHAT, USER)
+    clock.now += dt.timedelta(seconds=601)
+    assert await dialogs.expire() == 1
+    assert [text for _key, text, _ in closings(engine)][-1] == "What would you like?"
