@@ -14,6 +14,8 @@ its deadline. One tick, for each run still worth watching:
 5. what runs answered to /stop, /setlr, /save and /cmd goes back to whoever asked.
 Every message is written to the outbox in the same transaction as the conditional update that
 claims it (bookkeeping.py), so neither a restart nor a second worker says anything twice.
+On Postgres steps 2-4 of each run are a unit of work the workers share (shared.py); the tick
+then only sweeps: stalls, lost runs, answers, and a unit for each run worth watching.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 
 from steward.features import Feature, Job, Services
 from steward.timeutil import human
-from steward.training import bookkeeping, charts, health, messages, store
+from steward.training import bookkeeping, charts, health, messages, shared, store
 
 log = logging.getLogger("steward.training")
 WATCH_EVERY = dt.timedelta(seconds=5)
@@ -39,7 +41,7 @@ NEVER_READ_LOST = "the run was lost before it read this command"
 
 
 class Watcher:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, shares_runs: bool = False) -> None:
         settings = services.settings
         self.engine = services.engine
         self.outbox = services.outbox
@@ -50,6 +52,8 @@ class Watcher:
         self.lost_after = dt.timedelta(seconds=settings.training_lost_after)
         # The client's thread reaching the store this recently means its process is alive.
         self.alive_within = min(self.stall_after / 2, dt.timedelta(seconds=60))
+        # True on Postgres: each run's watch is claimed by one worker (shared.py), not done here.
+        self.shares_runs = shares_runs
 
     async def tick(self, scheduled_at: dt.datetime | None = None) -> int:
         return await asyncio.to_thread(self.watch_once)
@@ -61,9 +65,13 @@ class Watcher:
         with self.engine.connect() as conn:
             rows = bookkeeping.runs_to_watch(conn)
         said = 0
+        if self.shares_runs:
+            with self.engine.begin() as conn:
+                shared.ensure_units(conn, [run.id for run in rows], now)
+            rows = []
         for run in rows:
             try:
-                said += self._watch_run(run.id, now)
+                said += self.watch_run(run.id, now)
             except Exception:  # one run's bad data must not silence the others
                 log.exception("watching training run %d failed", run.id)
         said += self._report_outcomes(now)
@@ -80,7 +88,8 @@ class Watcher:
             for run_id in store.mark_lost(conn, now, self.lost_after):
                 log.warning("training run %d is lost: silent for %s", run_id, self.lost_after)
 
-    def _watch_run(self, run_id: int, now: dt.datetime) -> int:
+    def watch_run(self, run_id: int, now: dt.datetime) -> int:
+        """One run's alerts, live message and change of state; how many messages it queued."""
         said = self._send_alerts(self._read(run_id))
         said += self._check_health(self._read(run_id))
         said += self._live(self._read(run_id), now)
@@ -318,7 +327,18 @@ def _took(run: Any) -> str:
 def build_feature(services: Services) -> Feature:
     from steward.training import commands, dialogs
 
-    watcher = Watcher(services)
+    # On Postgres each run's watch is a unit of work any worker claims (shared.py), so N workers
+    # split the runs; on SQLite the one worker's tick watches them all.
+    on_postgres = services.engine.dialect.name == "postgresql"
+    watcher = Watcher(services, shares_runs=on_postgres)
+    runs = shared.SharedRuns(watcher, every=WATCH_EVERY) if on_postgres else None
+
+    def status() -> list[str]:
+        lines = watcher.status_lines()
+        if runs is not None:
+            lines.append(f"runs shared with the other workers: this one watched {runs.done}")
+        return lines
+
     summary = (
         f"watching runs in the store every {human(WATCH_EVERY)}: progress edits every "
         f"{human(watcher.update_every)}, stalled after {human(watcher.stall_after)} of silence, "
@@ -332,5 +352,7 @@ def build_feature(services: Services) -> Feature:
         commands=commands.build(services),
         jobs=[Job("training.watch", WATCH_EVERY, watcher.tick)],
         dialogs=dialogs.build_dialogs(services),
-        status=watcher.status_lines,
+        start=runs.start if runs is not None else None,
+        stop=runs.stop if runs is not None else None,
+        status=status,
     )
