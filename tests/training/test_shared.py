@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+import sys
+import time
+from collections import Counter
 
 import pytest
+import sqlalchemy as sa
 
 from steward import db
 from steward.config import load_settings
 from steward.farm import leases
 from steward.features import Services
+from steward.telegram import store as tg_store
 from steward.telegram.outbox import Outbox
-from steward.training import job, shared
+from steward.training import Run, job, shared
 from steward.training.job import build_feature, live_key
 from tests.training.conftest import create_tables
 from tests.training.world import UPDATE_EVERY
+from tests.worker_process import ROOT, WorkerProcess, clean_env
 
 
 @pytest.fixture
@@ -152,3 +159,40 @@ def test_a_started_worker_claims_and_watches_runs_on_its_own(world):
 
     assert asyncio.run(scenario()) == [live_key(run.id)]
     run.close()
+
+
+@pytest.mark.slow
+def test_two_python_bot_workers_say_each_runs_news_once(pg_url, tmp_path):
+    env = clean_env(DATABASE_URL=pg_url)
+    subprocess.run([sys.executable, str(ROOT / "bot.py"), "migrate"], env=env, check=True)
+    engine = db.make_engine(pg_url)
+
+    def keys() -> list[str]:
+        with engine.connect() as conn:
+            return list(conn.scalars(sa.select(tg_store.outbox.c.key)))
+
+    def wait_for(wanted: set[str], workers) -> None:
+        deadline = time.monotonic() + 60
+        while not wanted <= set(keys()):
+            assert time.monotonic() < deadline, "\n".join(w.output for w in workers)
+            time.sleep(0.2)
+
+    with WorkerProcess(env, tmp_path) as one, WorkerProcess(env, tmp_path) as two:
+        one.wait_ready()
+        two.wait_ready()
+        runs = [Run(f"p{i}", {}, database_url=pg_url) for i in range(4)]
+        for run in runs:
+            run.log(step=1, loss=1.0)
+            run.flush()
+        wait_for({live_key(run.id) for run in runs}, (one, two))
+        for run in runs:
+            run.close()
+        wait_for({f"training:{run.id}:end" for run in runs}, (one, two))
+        one.terminate()
+        two.terminate()
+        output = one.output + "\n" + two.output
+    assert "Traceback" not in output
+    said = Counter(keys())
+    engine.dispose()
+    for run in runs:
+        assert said[live_key(run.id)] == 1 and said[f"training:{run.id}:end"] == 1
