@@ -21,12 +21,16 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.farm import leases
 from steward.training import store
+
+if TYPE_CHECKING:  # job.py imports this module
+    from steward.training.job import Watcher
 
 log = logging.getLogger("steward.training")
 
@@ -58,7 +62,7 @@ def _told_the_end(conn: Connection, run_id: int) -> bool:
 class SharedRuns:
     """One worker's share of the runs being watched."""
 
-    def __init__(self, watcher, *, batch: int = BATCH, every: dt.timedelta) -> None:
+    def __init__(self, watcher: Watcher, *, batch: int = BATCH, every: dt.timedelta) -> None:
         self.watcher, self.engine, self.clock = watcher, watcher.engine, watcher.clock
         self.batch, self.every = batch, every
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
