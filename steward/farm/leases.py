@@ -13,8 +13,10 @@ SQLite has no row locks: the same statement runs under its single writer lock, o
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -132,3 +134,26 @@ def reschedule(conn: Connection, kind: str, key: str, due_at: dt.datetime) -> No
 def due_at(conn: Connection, kind: str, key: str) -> dt.datetime | None:
     query = sa.select(units.c.due_at).where(units.c.kind == kind, units.c.key == key)
     return conn.scalar(query)
+
+
+async def claim_loop(
+    run_due: Callable[[], Awaitable[int]], *, feature: str, what: str, poll: float
+) -> None:
+    """Run `run_due()` (claim and do due units; how many it did) for ever: again at once while
+    there is work, after `poll` seconds when there is none. A store outage is logged once when it
+    starts and once when it ends, not once a second."""
+    log = logging.getLogger(f"steward.{feature}")
+    failing = False
+    while True:
+        count = 0
+        try:
+            count = await run_due()
+            if failing:
+                log.info("%s: the store answers again", feature)
+            failing = False
+        except Exception as exc:
+            if not failing:
+                log.error("%s: cannot claim %s from the store (%s); retrying", feature, what, exc)
+            failing = True
+        if not count:
+            await asyncio.sleep(poll)

@@ -100,17 +100,4 @@ class SharedChecks:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
-        failing = False
-        while True:
-            count = 0
-            try:
-                count = await self.run_due()
-                if failing:
-                    log.info("monitoring: the store answers again")
-                failing = False
-            except Exception as exc:
-                if not failing:  # once per outage, not once a second
-                    log.error("monitoring: cannot claim checks from the store (%s); retrying", exc)
-                failing = True
-            if not count:
-                await asyncio.sleep(POLL)
+        await leases.claim_loop(self.run_due, feature="monitoring", what="checks", poll=POLL)

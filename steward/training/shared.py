@@ -118,17 +118,4 @@ class SharedRuns:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
-        failing = False
-        while True:
-            count = 0
-            try:
-                count = await self.run_due()
-                if failing:
-                    log.info("training: the store answers again")
-                failing = False
-            except Exception as exc:
-                if not failing:  # once per outage, not once a second
-                    log.error("training: cannot claim runs from the store (%s); retrying", exc)
-                failing = True
-            if not count:
-                await asyncio.sleep(POLL)
+        await leases.claim_loop(self.run_due, feature="training", what="runs", poll=POLL)
