@@ -162,7 +162,9 @@ def test_it_keeps_metrics_while_the_store_is_unreachable_and_delivers_them_later
         if step % 1000 == 0:
             run._writer.retry_at = 0.0  # skip the backoff: every flush here meets the outage
             assert not run.flush(2)
-    assert slowest < 5_000_000  # no log() call ever waited on the store
+    # Waiting on the store would take a register timeout (1 s here); 50 ms leaves room for a
+    # garbage collection or a busy machine's scheduler, which is not what this is about.
+    assert slowest < 50_000_000  # no log() call ever waited on the store
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
 
