@@ -78,3 +78,15 @@ def scale_torch_lr(optimizer: Any, schedulers: Iterable[Any], cmd: Command) -> t
             scaled += 1
     note = f" (schedule scaled x{factor:.4g})" if scaled else ""
     return True, f"learning rate {current:.4g} -> {target:.4g}{note}"
+
+
+def report_crash(run: Run | None, exc: BaseException, *, owned: bool, what: str) -> Run | None:
+    """A callback saw training fail: a run it owns ends as crashed (and is dropped: None is
+    returned); a run the script owns hears what happened and stays the script's to end."""
+    if run is None:
+        return None
+    if owned:
+        run.close(error=exc)
+        return None
+    run.event(f"{what} failed: {type(exc).__name__}: {exc}", level="error")
+    return run

@@ -12,7 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from steward.training._callbacks import CustomHandler, run_custom, scale_torch_lr
+from steward.training._callbacks import CustomHandler, report_crash, run_custom, scale_torch_lr
 from steward.training.client import Command, Run
 
 
@@ -165,13 +165,7 @@ class StewardCallback(TrainerCallback):
 
     def _crashed(self, exc: BaseException) -> None:
         self._unwatch_forward()
-        if self.run is None:
-            return
-        if self._owned:
-            self.run.close(error=exc)
-            self.run = None
-        else:  # the script owns the run and decides how it ends; it hears what happened
-            self.run.event(f"training failed: {type(exc).__name__}: {exc}", level="error")
+        self.run = report_crash(self.run, exc, owned=self._owned, what="training")
 
     def on_train_end(self, args, state, control, **kwargs):
         self._unwatch_forward()

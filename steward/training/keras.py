@@ -12,7 +12,13 @@ from typing import Any
 
 import keras
 
-from steward.training._callbacks import CustomHandler, checkpoint_path, lr_target, run_custom
+from steward.training._callbacks import (
+    CustomHandler,
+    checkpoint_path,
+    lr_target,
+    report_crash,
+    run_custom,
+)
 from steward.training.client import Command, Run
 
 
@@ -118,13 +124,7 @@ class StewardCallback(keras.callbacks.Callback):
 
     def _crashed(self, exc: BaseException) -> None:
         self._restore_train_step()
-        if self.run is None:
-            return
-        if self._owned:
-            self.run.close(error=exc)
-            self.run = None
-        else:  # the script owns the run and decides how it ends; it hears what happened
-            self.run.event(f"fit failed: {type(exc).__name__}: {exc}", level="error")
+        self.run = report_crash(self.run, exc, owned=self._owned, what="fit")
 
     def _handle_commands(self) -> None:
         for cmd in self.run.commands():
