@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from steward.config import Settings
+    from steward.store_health import StoreHealth
     from steward.telegram.dialogs import DialogEngine
     from steward.telegram.outbox import Outbox
 
@@ -64,6 +65,8 @@ class Services:
     # Set by monitoring when it is on: the bot's /mute and /unmute pass a check's name here.
     mute_check: CheckMute | None = None
     unmute_check: CheckUnmute | None = None
+    # Where store failures and answers are reported (the owner hears of an outage once).
+    store_health: StoreHealth | None = None
 
 
 # A command callback is a python-telegram-bot callback: `async def cb(update, context)`.

@@ -22,6 +22,7 @@ from steward import db, heartbeats
 from steward.features import Clock, Job
 from steward.jobstore import SharedEngineJobStore, StoreScheduler, TickExecutor
 from steward.logs import one_line
+from steward.store_health import StoreHealth
 
 log = logging.getLogger("steward.scheduler")
 JOBS_TABLE = "apscheduler_jobs"
@@ -85,8 +86,10 @@ class Scheduler:
         worker_id: str,
         clock: Clock = db.utcnow,
         store_retry: float = 5.0,
+        health: StoreHealth | None = None,
     ) -> None:
         self.engine = engine
+        self.health = health or StoreHealth(worker_id)
         self.store_retry = store_retry
         self.worker_id = worker_id
         self.clock = clock
@@ -191,6 +194,7 @@ class Scheduler:
             raise
         except sa.exc.DBAPIError as exc:
             failure, again = one_line(exc), True
+            self.health.failed(failure)
             log.warning("tick %s @ %s failed on the store (%s): it runs again", name, at, failure)
         except Exception as exc:
             failure = one_line(exc)
@@ -231,8 +235,10 @@ class Scheduler:
         while True:
             try:
                 await asyncio.to_thread(fn, *args)
+                self.health.answered()
                 return True
             except sa.exc.SQLAlchemyError as exc:
+                self.health.failed(exc)
                 log.warning("%s (%s); trying again in %gs", what, one_line(exc), self.store_retry)
                 if self._stopping:
                     return False
@@ -270,6 +276,7 @@ class Scheduler:
                     claim, self.engine, name, scheduled_at, self.worker_id, self.clock()
                 )
             except sa.exc.SQLAlchemyError as exc:
+                self.health.failed(exc)
                 if self._stopping:
                     return None  # never claimed: the next start runs it (_catch_up)
                 log.warning(
@@ -282,6 +289,7 @@ class Scheduler:
                 failing = True
                 await asyncio.sleep(self.store_retry)
                 continue
+            self.health.answered()
             if failing:
                 log.info("tick %s @ %s: claimed after the store came back", name, scheduled_at)
             return won

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 from steward import __version__, db, executors, heartbeats
 from steward.config import ConfigError, Settings
 from steward.features import Clock, Command, Feature, Job, Services
-from steward.logs import one_line
+from steward.logs import RedactingFormatter, one_line
 from steward.process import serve
 from steward.scheduler import Scheduler
+from steward.store_health import StoreHealth, worker_name
 from steward.telegram.formatting import esc
 from steward.telegram.outbox import Outbox
 from steward.timeutil import human
@@ -82,6 +83,11 @@ class World:
     @property
     def outbox(self) -> Outbox:
         return self.services.outbox
+
+    @property
+    def health(self) -> StoreHealth:
+        assert self.services.store_health is not None
+        return self.services.store_health
 
     async def start(self) -> None:
         # Store calls and name lookups on separate threads (steward/executors.py).
@@ -154,6 +160,7 @@ class World:
         )
         await self.app.start()
         self.sender = make_sender(self, bot=self.app.bot)
+        self.health.attach(self.app.bot, owner_chats(self.settings), self.outbox)
         log.info("bot @%s is up (%s)", self.app.bot.username, self.mode)
 
     async def _housekeeping(self, _scheduled: dt.datetime) -> None:
@@ -215,6 +222,8 @@ class World:
                     log.exception("feature %s failed to stop cleanly", feature.name)
         if self.sender is not None:
             await self.sender.stop(timeout=1.5)
+        if self.services.store_health is not None:
+            await self.services.store_health.aclose()
         if self.app is not None and self.app.running:
             await self.app.stop()
             await self.app.shutdown()
@@ -277,7 +286,16 @@ def make_sender(world: World, bot=None) -> OutboxSender:
         clock=world.services.clock,
         worker_id=world.scheduler.worker_id,
         outbox=world.outbox,
+        health=world.services.store_health,
     )
+
+
+def owner_chats(settings: Settings) -> list[str]:
+    """Where the owner hears what goes wrong: TELEGRAM_CHAT_ID, else the allowed users' own
+    chats (a private chat's id is the user's id)."""
+    if settings.telegram_chat_id:
+        return [settings.telegram_chat_id]
+    return [str(user) for user in settings.allowed_users if isinstance(user, int)]
 
 
 def build_worker(
@@ -301,7 +319,14 @@ def build_worker(
         engine, outbox, clock=clock, default_timeout=settings.dialog_timeout
     )
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
-    scheduler = Scheduler(engine, worker_id=worker_id, clock=clock)
+    # The dyno's name (Heroku sets DYNO, e.g. worker.1) is what an owner sees on the dashboard.
+    services.store_health = StoreHealth(
+        worker_name(os.environ, worker_id),
+        grace=settings.store_outage_grace,
+        redact=RedactingFormatter(settings.secrets()).redact,
+        clock=clock,
+    )
+    scheduler = Scheduler(engine, worker_id=worker_id, clock=clock, health=services.store_health)
     services.next_runs = scheduler.next_runs
     services.demo = demo
     features = [importlib.import_module(m).build_feature(services) for m in FEATURE_MODULES]

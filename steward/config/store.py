@@ -19,6 +19,13 @@ class StoreSettings(SettingsPart):
         default=SecretStr(db.DEFAULT_DATABASE_URL),
         description="The store. Heroku Postgres sets it; default a SQLite file here.",
     )
+    store_outage_grace: int = env(
+        "STORE_OUTAGE_GRACE",
+        expect="seconds, e.g. 60",
+        default=60,
+        ge=1,
+        description="How long the store may fail before the owner is told in the chat.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = env(
         "LOG_LEVEL",
         expect="DEBUG, INFO, WARNING or ERROR",

@@ -18,6 +18,8 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import sqlalchemy as sa
+
 from steward import logs
 from steward.farm import bots as farm_bots
 from steward.farm import leases, reader, secrets
@@ -94,6 +96,7 @@ class Farm:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        health = self.services.store_health  # told of outages, so that the owner hears of one
         running: set[asyncio.Future] = set()
         renewed = loop.time()
         failing = False
@@ -115,6 +118,8 @@ class Farm:
                         leases.extend, self.engine, held, now=self.clock(), lease=self.lease
                     )
                     renewed = loop.time()
+                if health is not None:
+                    health.answered()
                 if failing:
                     log.info("farm: the store answers again")
                 failing = False
@@ -122,6 +127,8 @@ class Farm:
                 if not failing:  # once per outage, not once a second
                     log.error("farm: cannot claim work from the store (%s); retrying", exc)
                 failing = True
+                if health is not None and isinstance(exc, sa.exc.SQLAlchemyError):
+                    health.failed(exc)
             if running and not claimed:
                 _, running = await asyncio.wait(
                     running, timeout=POLL, return_when="FIRST_COMPLETED"

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from steward.farm.store import work_units as units
+from steward.store_health import StoreHealth
 
 
 @dataclass(frozen=True)
@@ -137,17 +138,25 @@ def due_at(conn: Connection, kind: str, key: str) -> dt.datetime | None:
 
 
 async def claim_loop(
-    run_due: Callable[[], Awaitable[int]], *, feature: str, what: str, poll: float
+    run_due: Callable[[], Awaitable[int]],
+    *,
+    feature: str,
+    what: str,
+    poll: float,
+    health: StoreHealth | None = None,
 ) -> None:
     """Run `run_due()` (claim and do due units; how many it did) for ever: again at once while
     there is work, after `poll` seconds when there is none. A store outage is logged once when it
-    starts and once when it ends, not once a second."""
+    starts and once when it ends, not once a second, and reported to `health` (which tells the
+    owner of a long one)."""
     log = logging.getLogger(f"steward.{feature}")
     failing = False
     while True:
         count = 0
         try:
             count = await run_due()
+            if health is not None:
+                health.answered()
             if failing:
                 log.info("%s: the store answers again", feature)
             failing = False
@@ -155,5 +164,7 @@ async def claim_loop(
             if not failing:
                 log.error("%s: cannot claim %s from the store (%s); retrying", feature, what, exc)
             failing = True
+            if health is not None and isinstance(exc, sa.exc.SQLAlchemyError):
+                health.failed(exc)
         if not count:
             await asyncio.sleep(poll)

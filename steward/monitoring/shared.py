@@ -100,4 +100,7 @@ class SharedChecks:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
-        await leases.claim_loop(self.run_due, feature="monitoring", what="checks", poll=POLL)
+        await leases.claim_loop(
+            self.run_due, feature="monitoring", what="checks", poll=POLL,
+            health=self.monitor.services.store_health,
+        )  # fmt: skip

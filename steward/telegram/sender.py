@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 
 from steward import db
 from steward.logs import one_line
+from steward.store_health import StoreHealth
 from steward.telegram import store
 from steward.telegram.flood import FloodControl, FloodLimits
 from steward.telegram.outbox import Outbox
@@ -61,8 +62,10 @@ class OutboxSender:
         backoff: tuple[float, float] = (1.0, 60.0),
         give_up_after: dt.timedelta = dt.timedelta(days=1),
         seed: int | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.engine = engine
+        self.health = health
         self.sink = sink
         # Shared with the bot's rate limiter when given: replies and the outbox, one budget.
         self.flood = flood or FloodControl(limits or FloodLimits(), monotonic)
@@ -140,9 +143,13 @@ class OutboxSender:
                 if await self._hold_lease():
                     await self._release_expired_mutes()
                     delay = min(delay, await self._dispatch())
+                if self.health is not None:
+                    self.health.answered()  # every round above reads the store at least once
             except sa.exc.SQLAlchemyError as exc:
                 # The store may be briefly unreachable (a Postgres restart): one line, try again.
                 log.warning("outbox: the store failed (%s); retrying", one_line(exc))
+                if self.health is not None:
+                    self.health.failed(exc)
                 delay = self.poll_interval
             except Exception:
                 log.exception("outbox: sender loop error; retrying in %.0fs", self.poll_interval)

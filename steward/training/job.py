@@ -46,6 +46,7 @@ class Watcher:
         self.engine = services.engine
         self.outbox = services.outbox
         self.clock = services.clock
+        self.store_health = services.store_health
         self.tz = settings.tz
         self.update_every = dt.timedelta(seconds=settings.training_update_every)
         self.stall_after = dt.timedelta(seconds=settings.training_stall_after)

@@ -118,4 +118,7 @@ class SharedRuns:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
-        await leases.claim_loop(self.run_due, feature="training", what="runs", poll=POLL)
+        await leases.claim_loop(
+            self.run_due, feature="training", what="runs", poll=POLL,
+            health=self.watcher.store_health,
+        )  # fmt: skip
