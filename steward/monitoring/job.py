@@ -1,9 +1,9 @@
 """Monitoring's feature wiring: the jobs, commands and dialogs around the Monitor service.
 
-One job per check interval runs that group of configured checks (on Postgres the workers share
-them as units of work instead: shared.py); one job every few seconds runs the checks added with
-/watch that are due (watched.py); one hourly job drops old samples and rolls up the hours that
-ended.
+On SQLite one job per check interval runs that group of configured checks, and one job every
+few seconds runs the checks added with /watch that are due (watched.py). On Postgres the
+workers share both as units of work instead (shared.py). One hourly job drops old samples and
+rolls up the hours that ended.
 """
 
 from __future__ import annotations
@@ -33,15 +33,17 @@ def build_feature(services: Services) -> Feature:
         raise ConfigError(variable, redact(f"is not valid: {exc}")) from None
     # On even without CHECKS: /watch adds checks while the worker runs.
     monitor = Monitor(services, specs)
-    # On Postgres the configured checks are units of work any worker claims (shared.py), so N
-    # workers split them; on SQLite one job per interval runs its group on the one worker.
+    # On Postgres the checks, configured and watched, are units of work any worker claims
+    # (shared.py), so N workers split them; on SQLite one job per interval runs its group of
+    # configured checks, and one job the watched checks, on the one worker.
     shared = SharedChecks(monitor, specs) if services.engine.dialect.name == "postgresql" else None
     jobs = [
         Job(group_job_name(seconds, group), dt.timedelta(seconds=seconds), _tick(monitor, group))
         for seconds, group in monitor.groups().items()
         if shared is None
     ]
-    jobs.append(Job("monitoring.watched", watched.CADENCE, monitor.watched_tick))
+    if shared is None:
+        jobs.append(Job("monitoring.watched", watched.CADENCE, monitor.watched_tick))
     jobs.append(Job("monitoring.housekeeping", HOUSEKEEPING_EVERY, monitor.housekeeping))
     services.mute_check = functools.partial(commands.mute_check, monitor)
     services.unmute_check = functools.partial(commands.unmute_check, monitor)
@@ -49,12 +51,12 @@ def build_feature(services: Services) -> Feature:
     async def start() -> None:
         await monitor.start()
         feature.summary = monitor.summary()  # the watched checks are known only now
-        if shared is not None and specs:
+        if shared is not None:
             await shared.start()
 
     def status() -> list[str]:
         lines = monitor.status_lines()
-        if shared is not None and specs:
+        if shared is not None:
             lines.append(f"checks shared with the other workers: this one took {shared.done}")
         return lines
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from steward.features import Services
 from steward.monitoring import charts, store, watched
@@ -35,6 +37,9 @@ from steward.monitoring.checks import Runner
 from steward.monitoring.maintenance import active_until
 from steward.monitoring.messages import render_events
 from steward.monitoring.spec import CheckSpec
+
+if TYPE_CHECKING:
+    from steward.monitoring.shared import SharedChecks
 
 log = logging.getLogger("steward.monitoring")
 HOUSEKEEPING_EVERY = dt.timedelta(hours=1)
@@ -79,6 +84,9 @@ class Monitor:
         self.watched: dict[str, CheckSpec] = {}
         self.runner = Runner(clock=services.clock)
         self._quiet: set[str] = set()
+        # On Postgres the checks are units of work (shared.py): /watch and /unwatch keep the
+        # watched checks' units in step through it.
+        self.units: SharedChecks | None = None
 
     @property
     def specs(self) -> dict[str, CheckSpec]:
@@ -125,13 +133,20 @@ class Monitor:
             self.clock(),
             allow_private=self.settings.checks_allow_private,
         )
-        if problem is None:
+        if problem is None and self.units is not None:
+            self.units.refresh()  # its unit, due at once for any worker
+        elif problem is None:
             self.watched = self.load_watched()
         return problem
 
     def remove_watched(self, name: str) -> bool:
         """Forget a check added with /watch (call in a thread); False when there was none."""
-        removed = store.remove_watched(self.engine, name)
+        also = None
+        if self.units is not None:
+            from steward.monitoring.shared import drop_watched
+
+            also = functools.partial(drop_watched, name=name)  # no worker samples it again
+        removed = store.remove_watched(self.engine, name, also=also)
         self.watched.pop(name, None)
         return removed
 

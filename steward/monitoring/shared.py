@@ -1,4 +1,4 @@
-"""Configured checks shared by N workers on Postgres: each check's sample is a unit of work.
+"""Checks shared by N workers on Postgres: each check's sample is a unit of work.
 
 With `heroku ps:scale worker=N` on Postgres every worker polls the store for due checks and
 claims a few at a time with `FOR UPDATE SKIP LOCKED` and a lease (steward/farm/leases.py), so
@@ -6,6 +6,13 @@ the checks spread over the workers and each is sampled once per interval. A unit
 digest of the check's spec: during a deploy's overlap, workers with different CHECKS keep apart
 and each claims only the checks it knows. On SQLite (one writer, one worker) the scheduler's
 group jobs run every check instead (job.py).
+
+Checks added with /watch are units too (kind `WATCHED`, keyed the same way, so an edited check
+is a new unit). /watch makes its unit at once and /unwatch deletes it with the check's row, in
+one transaction; every worker also reads the watched checks again every `REFRESH` and brings
+the units in line with them (a unit for each; none for a check that is gone), which is how a
+store deployed before watched units existed gets them, and how a worker learns of a check
+another one added.
 
 A worker that dies mid-sample holds its checks until the lease runs out; then another worker
 samples them. The unit is finished right after the tick's own transaction, so a crash between
@@ -21,15 +28,21 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from steward.farm import leases
+from steward.farm.store import work_units as units
 from steward.monitoring.monitor import Monitor
 from steward.monitoring.spec import CheckSpec
 
 log = logging.getLogger("steward.monitoring")
 
 KIND = "check"
+WATCHED = "watched_check"  # the unit of a check added with /watch
+REFRESH = dt.timedelta(seconds=5)  # how often a worker reads the watched checks again
 # Longer than a check can take (its timeout), short enough that a dead worker's checks move on.
 LEASE = dt.timedelta(minutes=2)
 # Checks claimed in one go: small, so that workers polling together each take a share.
@@ -42,51 +55,101 @@ def unit_key(spec: CheckSpec) -> str:
     return f"{spec.name}:{digest}"
 
 
+def drop_watched(conn: Connection, name: str) -> None:
+    """Delete the unit of watched check `name` (in the caller's transaction: /unwatch's)."""
+    key = units.c.key.startswith(f"{name}:", autoescape=True)
+    conn.execute(sa.delete(units).where(units.c.kind == WATCHED, key))
+
+
+def sync_watched(
+    engine: Engine, specs: Collection[CheckSpec], shadowed: Collection[str], now: dt.datetime
+) -> None:
+    """Give each watched check in `specs` its unit and delete the units of checks gone.
+
+    The units are read before the checks: a check added meanwhile has its row committed before
+    its unit, so a unit seen here belongs to a row the second read sees. Units of names this
+    worker's CHECKS shadows are left alone: a worker without that CHECKS entry runs them.
+    """
+    wanted = {unit_key(spec) for spec in specs}
+    with engine.begin() as conn:
+        have = set(conn.scalars(sa.select(units.c.key).where(units.c.kind == WATCHED)))
+    gone = {key for key in have - wanted if key.rsplit(":", 1)[0] not in shadowed}
+    with engine.begin() as conn:
+        for key in wanted - have:
+            leases.ensure(conn, WATCHED, key, now)
+        if gone:
+            conn.execute(sa.delete(units).where(units.c.kind == WATCHED, units.c.key.in_(gone)))
+
+
 class SharedChecks:
-    """One worker's share of the configured checks."""
+    """One worker's share of the configured checks and of those added with /watch."""
 
     def __init__(self, monitor: Monitor, specs: Sequence[CheckSpec], *, batch: int = BATCH):
         self.monitor, self.engine, self.clock = monitor, monitor.engine, monitor.clock
         self.by_key = {unit_key(spec): spec for spec in specs}
+        self.watched: dict[str, CheckSpec] = {}  # unit key -> watched check, as last read
         self.batch = batch
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.done = 0
+        self._refreshed: dt.datetime | None = None
         self._task: asyncio.Task | None = None
+        monitor.units = self  # /watch and /unwatch keep the watched units in step through it
 
     def ensure(self) -> None:
-        """Every configured check has its unit (due now when new; kept as it is otherwise)."""
+        """Every configured check has its unit (due now when new; kept as it is otherwise),
+        and so has every watched check."""
         now = self.clock()
         with self.engine.begin() as conn:
             for key in self.by_key:
                 leases.ensure(conn, KIND, key, now)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the watched checks again and bring their units in line (call in a thread)."""
+        now = self.clock()
+        specs = self.monitor.load_watched()
+        sync_watched(self.engine, specs.values(), self.monitor.configured, now)
+        self.monitor.watched = specs
+        self.watched = {unit_key(spec): spec for spec in specs.values()}
+        self._refreshed = now
+
+    def _spec(self, unit: leases.Unit) -> CheckSpec | None:
+        return (self.watched if unit.kind == WATCHED else self.by_key).get(unit.key)
 
     async def run_due(self) -> int:
         """Claim up to `batch` due checks, sample them in one tick, finish them; how many."""
-        units = await asyncio.to_thread(
-            leases.claim, self.engine, self.owner, now=self.clock(), lease=LEASE,
-            limit=self.batch, kinds=[KIND], keys=list(self.by_key),
+        now = self.clock()
+        if self._refreshed is None or now - self._refreshed >= REFRESH:
+            await asyncio.to_thread(self.refresh)
+        claimed = await asyncio.to_thread(
+            leases.claim, self.engine, self.owner, now=now, lease=LEASE, limit=self.batch,
+            kinds=[KIND, WATCHED], keys=[*self.by_key, *self.watched],
         )  # fmt: skip
-        if not units:
+        if not claimed:
             return 0
         try:
-            specs = [self.by_key[u.key] for u in units]
-            await self.monitor.tick(specs, min(u.due_at for u in units))
+            specs = {spec.name: spec for u in claimed if (spec := self._spec(u)) is not None}
+            if specs:
+                await self.monitor.tick(list(specs.values()), min(u.due_at for u in claimed))
         except BaseException:
-            for unit in units:  # due again at once, for any worker
+            for unit in claimed:  # due again at once, for any worker
                 await asyncio.to_thread(leases.release, self.engine, unit)
             raise
-        await asyncio.to_thread(self._finish, units)
-        self.done += len(units)
-        return len(units)
+        await asyncio.to_thread(self._finish, claimed)
+        self.done += len(claimed)
+        return len(claimed)
 
-    def _finish(self, units: list[leases.Unit]) -> None:
+    def _finish(self, claimed: list[leases.Unit]) -> None:
         now = self.clock()
         with self.engine.begin() as conn:
-            for unit in units:
-                every = dt.timedelta(seconds=self.monitor.interval(self.by_key[unit.key]))
+            for unit in claimed:
+                spec = self._spec(unit)
+                if spec is None:
+                    continue  # its key matched a unit of the other kind; left to its lease
+                every = dt.timedelta(seconds=self.monitor.interval(spec))
                 next_due = leases.next_due(unit.due_at, every, now)
                 if not leases.finish(conn, unit, next_due=next_due, now=now):
-                    log.warning("check %s: lease lost while sampling", self.by_key[unit.key].name)
+                    log.warning("check %s: its unit was taken over or removed", spec.name)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from steward import db
 from steward.db import UTCDateTime, metadata
@@ -361,13 +361,18 @@ def add_watched(
     return True
 
 
-def remove_watched(engine: Engine, name: str) -> bool:
+def remove_watched(
+    engine: Engine, name: str, also: Callable[[Connection], None] | None = None
+) -> bool:
     """Forget a watched check with its alert state, samples and rollups: a check added later
-    under the same name starts afresh. False when there was no such watched check."""
+    under the same name starts afresh. `also(conn)` runs in the same transaction (the check's
+    unit of work goes with it). False when there was no such watched check."""
     with engine.begin() as conn:
         gone = conn.execute(sa.delete(watched_checks).where(watched_checks.c.name == name))
         if gone.rowcount != 1:
             return False
+        if also is not None:
+            also(conn)
         conn.execute(sa.delete(alerts).where(alerts.c.check == name))
         conn.execute(sa.delete(samples).where(samples.c.check == name))
         conn.execute(sa.delete(rollups).where(rollups.c.check == name))

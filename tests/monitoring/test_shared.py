@@ -1,5 +1,6 @@
-"""N workers on Postgres split the configured checks: each claims its share, each check is
-sampled once per interval (real checks against a loopback server, a real Postgres store)."""
+"""N workers on Postgres split the checks, configured and added with /watch: each claims its
+share, each check is sampled once per interval (real checks against a loopback server, a real
+Postgres store)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import sqlalchemy as sa
 from steward import db
 from steward.config import load_settings
 from steward.farm import leases
+from steward.farm.store import work_units
 from steward.features import Services
 from steward.monitoring import store
 from steward.monitoring.job import build_feature
 from steward.monitoring.monitor import Monitor
-from steward.monitoring.shared import KIND, LEASE, SharedChecks
+from steward.monitoring.shared import KIND, LEASE, REFRESH, WATCHED, SharedChecks, unit_key
 from steward.monitoring.spec import load_checks
 from steward.telegram.outbox import Outbox
 from tests.clock import Clock
@@ -45,6 +47,28 @@ def samples_per_check(engine) -> Counter:
 async def both_until_done(one: SharedChecks, two: SharedChecks) -> None:
     while sum(await asyncio.gather(one.run_due(), two.run_due())):
         pass
+
+
+def watch(shared: SharedChecks, name: str, server, interval: int = 60) -> None:
+    """What /watch does once its dialog is answered: the worker's monitor adds the check."""
+    options = {"name": name, "kind": "http", "url": server.url("/api"), "interval": interval}
+    assert shared.monitor.add_watched(options, "1001", 42) is None
+
+
+def watched_units(engine) -> list[str]:
+    u = work_units.c
+    with engine.connect() as conn:
+        return sorted(conn.scalars(sa.select(u.key).where(u.kind == WATCHED)))
+
+
+def watching_settings():
+    # The targets are on loopback: /watch refuses private addresses unless allowed.
+    return load_settings({"CHECK_INTERVAL": "60", "CHECKS_ALLOW_PRIVATE": "true"}, env_file=None)
+
+
+async def stopped(*workers: SharedChecks) -> None:
+    for shared in workers:
+        await shared.monitor.stop()
 
 
 def test_two_workers_split_the_checks_and_sample_each_once_per_interval(pg_url, server):
@@ -102,6 +126,121 @@ def test_a_dead_workers_checks_go_to_the_other_once_its_lease_runs_out(pg_url, s
     engine.dispose()
 
 
+def test_two_workers_split_the_watched_checks_and_sample_each_once_per_interval(pg_url, server):
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    clock = Clock(T0)
+    one, two = (
+        worker(engine, watching_settings(), clock),
+        worker(engine, watching_settings(), clock),
+    )
+    one.ensure()
+    two.ensure()
+    for name in NAMES:
+        watch(one, name, server)
+
+    async def three_intervals() -> None:
+        try:
+            for n in (1, 2, 3):
+                await both_until_done(one, two)
+                assert samples_per_check(engine) == Counter({name: n for name in NAMES})
+                clock.advance(seconds=30)
+                await both_until_done(one, two)  # half an interval on: nothing is due
+                clock.advance(seconds=30)
+        finally:
+            await stopped(one, two)
+
+    asyncio.run(three_intervals())
+    assert samples_per_check(engine) == Counter({name: 3 for name in NAMES})
+    assert one.done > 0 and two.done > 0 and one.done + two.done == 3 * len(NAMES)
+    engine.dispose()
+
+
+def test_a_check_watched_on_one_worker_is_sampled_by_another(pg_url, server):
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    clock = Clock(T0)
+    a, b = worker(engine, watching_settings(), clock), worker(engine, watching_settings(), clock)
+    a.ensure()
+    b.ensure()
+    watch(a, "web", server)
+    clock.advance(seconds=REFRESH.total_seconds())  # B reads the watched checks again
+
+    async def run() -> tuple[int, int]:
+        try:
+            return await b.run_due(), await a.run_due()
+        finally:
+            await stopped(a, b)
+
+    assert asyncio.run(run()) == (1, 0)
+    assert samples_per_check(engine) == Counter({"web": 1})
+    engine.dispose()
+
+
+def test_unwatch_stops_a_check_on_every_worker(pg_url, server):
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    clock = Clock(T0)
+    a, b = worker(engine, watching_settings(), clock), worker(engine, watching_settings(), clock)
+    a.ensure()
+    b.ensure()
+    watch(a, "web", server)
+    watch(a, "api", server)
+    clock.advance(seconds=REFRESH.total_seconds())
+
+    async def run() -> None:
+        try:
+            await both_until_done(a, b)
+            assert samples_per_check(engine) == Counter({"web": 1, "api": 1})
+            assert await asyncio.to_thread(a.monitor.remove_watched, "web")
+            for _ in range(3):  # intervals later, on both workers, after they read them again
+                clock.advance(seconds=60)
+                await both_until_done(a, b)
+        finally:
+            await stopped(a, b)
+
+    asyncio.run(run())
+    assert samples_per_check(engine) == Counter({"api": 4})  # web's were forgotten with it
+    assert [key.split(":")[0] for key in watched_units(engine)] == ["api"]
+    engine.dispose()
+
+
+def test_a_deployed_store_gets_units_for_its_watched_checks_and_loses_stale_ones(pg_url, server):
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    clock = Clock(T0)
+    # Added before watched checks were units: rows without units, and a unit of a check gone.
+    store.add_watched(engine, "web", "http", {"url": server.url("/api")}, None, None, T0)
+    with engine.begin() as conn:
+        leases.ensure(conn, WATCHED, "gone:0123456789", T0)
+    one = worker(engine, watching_settings(), clock)
+    one.ensure()  # what the worker's start does
+    [key] = watched_units(engine)
+    assert key == unit_key(one.monitor.watched["web"])
+
+    async def run() -> int:
+        try:
+            return await one.run_due()
+        finally:
+            await stopped(one)
+
+    assert asyncio.run(run()) == 1
+    assert samples_per_check(engine) == Counter({"web": 1})
+    engine.dispose()
+
+
+def test_on_postgres_no_scheduler_job_runs_the_watched_checks(pg_url):
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    clock = Clock(T0)
+    settings = watching_settings()
+    services = Services(
+        settings=settings, engine=engine, outbox=Outbox(engine, "1001", clock=clock), clock=clock
+    )
+    assert [job.name for job in build_feature(services).jobs] == ["monitoring.housekeeping"]
+    engine.dispose()
+
+
 def test_on_sqlite_the_scheduler_runs_the_checks_as_before(sqlite_url, server):
     engine = db.make_engine(sqlite_url)
     db.metadata.create_all(engine)
@@ -112,6 +251,7 @@ def test_on_sqlite_the_scheduler_runs_the_checks_as_before(sqlite_url, server):
     )
     names = [job.name for job in build_feature(services).jobs]
     assert any(name.startswith("monitoring.every_") for name in names)
+    assert "monitoring.watched" in names
     engine.dispose()
 
 
