@@ -61,19 +61,30 @@ def drop_watched(conn: Connection, name: str) -> None:
     conn.execute(sa.delete(units).where(units.c.kind == WATCHED, key))
 
 
-def sync_watched(
-    engine: Engine, specs: Collection[CheckSpec], shadowed: Collection[str], now: dt.datetime
-) -> None:
-    """Give each watched check in `specs` its unit and delete the units of checks gone.
+def watched_units(engine: Engine) -> set[str]:
+    """The keys of the watched checks' units."""
+    with engine.connect() as conn:
+        return set(conn.scalars(sa.select(units.c.key).where(units.c.kind == WATCHED)))
 
-    The units are read before the checks: a check added meanwhile has its row committed before
-    its unit, so a unit seen here belongs to a row the second read sees. Units of names this
-    worker's CHECKS shadows are left alone: a worker without that CHECKS entry runs them.
+
+def sync_watched(
+    engine: Engine,
+    have: set[str],
+    specs: Collection[CheckSpec],
+    shadowed: Collection[str],
+    now: dt.datetime,
+) -> None:
+    """Give each watched check in `specs` its unit and delete the units in `have` of checks gone.
+
+    `have` must be read before `specs`: /watch commits a check's row before its unit, so a unit
+    seen in `have` belongs to a row `specs` holds, and none is deleted for a check being added.
+    Units of names this worker's CHECKS shadows are left alone: a worker without that CHECKS
+    entry runs them.
     """
     wanted = {unit_key(spec) for spec in specs}
-    with engine.begin() as conn:
-        have = set(conn.scalars(sa.select(units.c.key).where(units.c.kind == WATCHED)))
     gone = {key for key in have - wanted if key.rsplit(":", 1)[0] not in shadowed}
+    if not gone and wanted <= have:
+        return  # the usual case: nothing to write
     with engine.begin() as conn:
         for key in wanted - have:
             leases.ensure(conn, WATCHED, key, now)
@@ -107,8 +118,9 @@ class SharedChecks:
     def refresh(self) -> None:
         """Read the watched checks again and bring their units in line (call in a thread)."""
         now = self.clock()
+        have = watched_units(self.engine)  # first: see sync_watched
         specs = self.monitor.load_watched()
-        sync_watched(self.engine, specs.values(), self.monitor.configured, now)
+        sync_watched(self.engine, have, specs.values(), self.monitor.configured, now)
         self.monitor.watched = specs
         self.watched = {unit_key(spec): spec for spec in specs.values()}
         self._refreshed = now
