@@ -151,7 +151,8 @@ class Monitor:
         return removed
 
     async def watched_tick(self, scheduled_at: dt.datetime) -> list[Event]:
-        """Run the watched checks that are due at `scheduled_at`."""
+        """Run the watched checks that are due at `scheduled_at` (SQLite's job; on Postgres
+        they are units of work, shared.py)."""
         specs = list((await self.refresh()).values())
         if not specs:
             return []

@@ -1,9 +1,10 @@
 """Checks added at run time with /watch: kept in the store, loaded as specs, run when due.
 
-Configured checks (CHECKS) are grouped into one scheduled job per interval when the worker
-starts. A watched check can appear at any moment, so one job with a fixed cadence (`CADENCE`)
-reads the watched checks from the store on every tick and runs those whose interval has passed
-since their last sample; every worker sees a check added in another one on its next tick.
+On SQLite configured checks (CHECKS) are grouped into one scheduled job per interval when the
+worker starts. A watched check can appear at any moment, so one job with a fixed cadence
+(`CADENCE`) reads the watched checks from the store on every tick and runs those whose interval
+has passed since their last sample. On Postgres each watched check is a unit of work instead,
+shared by the workers like a configured one (shared.py).
 Configured and watched checks share one namespace: a watched check cannot take a configured
 name, and should CHECKS later take a watched one, the configured check wins.
 """
