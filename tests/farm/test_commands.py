@@ -60,6 +60,34 @@ async def test_bot_shows_one_bot_and_names_a_missing_one(chat):
     assert usage["text"] == commands.BOT_USAGE
 
 
+async def test_bot_card_pauses_and_resumes_the_bot_with_its_button(chat, engine):
+    call, farm = chat
+    (card,) = await call("/bot poet")
+    (pressed,) = await call.press(card, "⏸ Pause")
+    assert pressed["method"] == "editMessageText"
+    assert "bot poet: paused" in pressed["text"]
+    farm.run_due()
+    assert posts_today(engine, farm, "poet") == 0
+    (again,) = await call.press(pressed, "▶️ Resume")
+    assert "bot poet: running" in again["text"]
+    farm.run_due()  # resuming makes its tick due at once
+    assert posts_today(engine, farm, "poet") == 1
+
+
+def posts_today(engine, farm, name: str) -> int:
+    with engine.connect() as conn:
+        return farm_bots.stats(conn, name, farm.clock()).posts_today
+
+
+async def test_a_removed_bots_button_says_so_and_goes_away(chat, engine):
+    call, farm = chat
+    (card,) = await call("/bot poet")
+    with engine.begin() as conn:
+        farm_bots.remove(conn, "poet")
+    (edit,) = await call.press(card, "⏸ Pause")
+    assert edit["method"] == "editMessageReplyMarkup" and not edit.get("reply_markup")
+
+
 async def test_farm_sends_the_chart_of_words_stored_and_unused(chat):
     call, _ = chat
     (photo,) = await call("/farm")
