@@ -32,8 +32,12 @@ log = logging.getLogger("steward.monitoring")
 KIND = "check"
 # Longer than a check can take (its timeout), short enough that a dead worker's checks move on.
 LEASE = dt.timedelta(minutes=2)
-# Checks claimed in one go: small, so that workers polling together each take a share.
+# Checks sampled (and committed) together: small, because a batch lasts as long as its slowest
+# check (one 3 s answer holds the others' units).
 BATCH = 8
+# Checks one worker has in flight at once, in batches of their own. One batch at a time made a
+# worker sample ~4 checks/s when a tenth of the targets answer slowly (bench/farm.py).
+IN_FLIGHT = 160
 POLL = 1.0  # seconds between claims when nothing was due
 
 
@@ -52,6 +56,7 @@ class SharedChecks:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.done = 0
         self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()  # batches being sampled (the loop's)
 
     def ensure(self) -> None:
         """Every configured check has its unit (due now when new; kept as it is otherwise)."""
@@ -62,12 +67,18 @@ class SharedChecks:
 
     async def run_due(self) -> int:
         """Claim up to `batch` due checks, sample them in one tick, finish them; how many."""
-        units = await asyncio.to_thread(
+        units = await self._claim(self.batch)
+        if units:
+            await self._sample(units)
+        return len(units)
+
+    async def _claim(self, limit: int) -> list[leases.Unit]:
+        return await asyncio.to_thread(
             leases.claim, self.engine, self.owner, now=self.clock(), lease=LEASE,
-            limit=self.batch, kinds=[KIND], keys=list(self.by_key),
+            limit=limit, kinds=[KIND], keys=list(self.by_key),
         )  # fmt: skip
-        if not units:
-            return 0
+
+    async def _sample(self, units: list[leases.Unit]) -> None:
         try:
             specs = [self.by_key[u.key] for u in units]
             await self.monitor.tick(specs, min(u.due_at for u in units))
@@ -77,6 +88,20 @@ class SharedChecks:
             raise
         await asyncio.to_thread(self._finish, units)
         self.done += len(units)
+
+    async def _fill(self) -> int:
+        """Top the worker up to IN_FLIGHT checks, each batch sampled in a task of its own; how
+        many were claimed. When full, wait (up to POLL) for a batch to end instead."""
+        self._running = {t for t in self._running if not t.done()}
+        free = IN_FLIGHT - self.batch * len(self._running)
+        if free < self.batch:
+            await asyncio.wait(self._running, timeout=POLL, return_when=asyncio.FIRST_COMPLETED)
+            return len(self._running)  # not idle: claim again at once
+        units = await self._claim(free)
+        for n in range(0, len(units), self.batch):
+            task = asyncio.create_task(self._sample(units[n : n + self.batch]))
+            task.add_done_callback(_log_failure)
+            self._running.add(task)
         return len(units)
 
     def _finish(self, units: list[leases.Unit]) -> None:
@@ -95,9 +120,15 @@ class SharedChecks:
         self._task = asyncio.create_task(self._loop(), name="monitoring.shared")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._running) if t is not None]
+        for task in tasks:  # a cancelled batch gives its units back (_sample)
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self) -> None:
-        await leases.claim_loop(self.run_due, feature="monitoring", what="checks", poll=POLL)
+        await leases.claim_loop(self._fill, feature="monitoring", what="checks", poll=POLL)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("checks: a batch failed; its checks are due again: %s", exc, exc_info=exc)
