@@ -2,12 +2,12 @@
 add capacity?
 
 Work: 200 farm bots posting every minute to a fake X (real tweepy, OAuth-signed, on loopback),
-plus 2,000 HTTP checks as work units of kind `check` (one GET each, due every 10 s, so there is
-always a backlog and the figure is capacity, not demand), of which 10% answer in 3 s. Each
-worker is steward's Farm (steward/farm/job.py) with one extra handler for `check` units: claimed
-with SKIP LOCKED and leases exactly as bot ticks are. Each finished unit writes a row of
-`bench_done` in the transaction that finishes it, so duplicates would show as repeated
-(kind, key, due_at).
+plus 2,000 HTTP checks from CHECKS_FILE (due every 10 s, so there is always a backlog and the
+figure is capacity, not demand), of which 10% answer in 3 s. Each worker runs what `bot.py`
+runs on Postgres: steward's Farm (steward/farm/job.py) for the bots and monitoring's
+SharedChecks (steward/monitoring/shared.py) for the checks, so a check's sample is stored, its
+alert state stepped and its unit finished by the production code. Each finished unit also
+writes a row of `bench_done`, so duplicates would show as repeated (kind, key, due_at).
 Reported per run: units done per minute, each worker's share, duplicates, bot ticks missed (a
 bot not ticked within its minute), and RSS per worker. Goal: 2 workers >= 1.7x one worker.
 
@@ -72,51 +72,59 @@ asyncio.run(main())
 
 
 def worker(name: str, seconds: float) -> None:
-    import httpx
     import sqlalchemy as sa
 
     from steward import db
     from steward.config import load_settings
-    from steward.farm import leases
     from steward.farm.job import Farm
     from steward.features import Services
+    from steward.monitoring.monitor import Monitor
+    from steward.monitoring.shared import SharedChecks
+    from steward.monitoring.spec import load_checks
     from steward.telegram.outbox import Outbox
 
     settings = load_settings(env_file=None)
     # A connection per thread: the production pool (10) is sized for the default concurrency.
     url = db.normalize_url(settings.database)
-    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=CONCURRENCY + 4, max_overflow=0)
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=CONCURRENCY + 8, max_overflow=0)
     services = Services(settings, engine, Outbox(engine, "log"), db.utcnow)
     farm = Farm(services, concurrency=CONCURRENCY)
-    client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=CONCURRENCY))
+    specs = load_checks(settings.checks, settings.checks_file)
     done = sa.table(
         "bench_done", *(sa.column(c) for c in ("kind", "key", "due_at", "worker", "at"))
     )
-    bot_tick = farm.handlers["bot"]
 
-    def log_done(conn, unit) -> None:
-        values = {"kind": unit.kind, "key": unit.key, "due_at": unit.due_at, "worker": name}
-        conn.execute(sa.insert(done).values(**values, at=db.utcnow()))
-
-    def check(unit) -> None:
-        client.get(unit.key).raise_for_status()
-        now = db.utcnow()
+    def log_done(units) -> None:
+        rows = [
+            {"kind": u.kind, "key": u.key, "due_at": u.due_at, "worker": name, "at": db.utcnow()}
+            for u in units
+        ]
         with engine.begin() as conn:
-            log_done(conn, unit)
-            if not leases.finish(conn, unit, next_due=now + CHECK_EVERY, now=now):
-                raise LookupError("lease lost")
+            conn.execute(sa.insert(done), rows)
+
+    class Checks(SharedChecks):
+        """The production SharedChecks; each finished unit is also written to bench_done."""
+
+        def _finish(self, units) -> None:
+            super()._finish(units)
+            log_done(units)
+
+    checks = Checks(Monitor(services, specs), specs)
+    bot_tick = farm.handlers["bot"]
 
     def bot(unit) -> None:
         bot_tick(unit)
-        with engine.begin() as conn:
-            log_done(conn, unit)
+        log_done([unit])
 
-    farm.handlers.update(check=check, bot=bot)
+    farm.handlers["bot"] = bot
 
     async def run() -> None:
         await farm.start()
+        await checks.start()
         print("ready", flush=True)
         await asyncio.sleep(seconds)
+        await checks.stop()
+        await checks.monitor.stop()
         await farm.stop()
 
     asyncio.run(run())
@@ -151,12 +159,12 @@ def drop_schema(admin_url: str, schema: str) -> None:
     admin.dispose()
 
 
-def setup(url: str, x_url: str, key: str, bots: int, checks: int, port: int) -> None:
+def setup(url: str, key: str, bots: int) -> None:
     import sqlalchemy as sa
 
     from steward import db
     from steward.farm import bots as farm_bots
-    from steward.farm import leases, secrets
+    from steward.farm import secrets
     from steward.farm.bots import Bot
     from steward.features import import_stores
 
@@ -176,10 +184,22 @@ def setup(url: str, x_url: str, key: str, bots: int, checks: int, port: int) -> 
             farm_bots.add(conn, bot, now)
             tokens = {"x_access_token": f"{i}-token", "x_access_secret": f"{i}-secret"}
             secrets.put(conn, vault, bot.name, tokens, now)
-        for i in range(checks):
-            path = "slow" if i % 10 == 0 else "fast"
-            leases.ensure(conn, "check", f"http://127.0.0.1:{port}/{path}?n={i}", now)
     engine.dispose()
+
+
+def checks_file(tmp: Path, checks: int, port: int) -> Path:
+    """CHECKS_FILE with `checks` HTTP checks, every tenth answering in SLOW_SECONDS."""
+    entries = [
+        {
+            "name": f"c{i:04d}",
+            "kind": "http",
+            "url": f"http://127.0.0.1:{port}/{'slow' if i % 10 == 0 else 'fast'}?n={i}",
+        }
+        for i in range(checks)
+    ]
+    path = tmp / "checks.json"
+    path.write_text(json.dumps({"checks": entries}))
+    return path
 
 
 def measure(url: str, env: dict[str, str], workers: int, seconds: float, tmp: Path) -> dict:
@@ -267,10 +287,12 @@ def main() -> None:
                     for i in range(args.bots):
                         x.add_user(str(1000 + i), f"bot{i}", f"{i}-token", f"{i}-secret")
                     schema, url = fresh_schema(admin_url)
-                    setup(url, x.url, key, args.bots, args.checks, port)
+                    setup(url, key, args.bots)
                     env = base_env(
                         DATABASE_URL=url, STEWARD_SECRET_KEY=key, X_CONSUMER_KEY="ck",
                         X_CONSUMER_SECRET="cs", X_API_URL=x.url, LOG_LEVEL="WARNING",
+                        CHECKS_FILE=str(checks_file(Path(tmp), args.checks, port)),
+                        CHECK_INTERVAL=str(int(CHECK_EVERY.total_seconds())),
                     )  # fmt: skip
                     result = measure(url, env, workers, args.seconds, Path(tmp))
                     result["x_posts"] = len(x.posts)

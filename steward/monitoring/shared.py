@@ -45,8 +45,12 @@ WATCHED = "watched_check"  # the unit of a check added with /watch
 REFRESH = dt.timedelta(seconds=5)  # how often a worker reads the watched checks again
 # Longer than a check can take (its timeout), short enough that a dead worker's checks move on.
 LEASE = dt.timedelta(minutes=2)
-# Checks claimed in one go: small, so that workers polling together each take a share.
+# Checks sampled (and committed) together: small, because a batch lasts as long as its slowest
+# check (one 3 s answer holds the others' units).
 BATCH = 8
+# Checks one worker has in flight at once, in batches of their own. One batch at a time made a
+# worker sample ~4 checks/s when a tenth of the targets answer slowly (bench/farm.py).
+IN_FLIGHT = 160
 POLL = 1.0  # seconds between claims when nothing was due
 
 
@@ -104,6 +108,7 @@ class SharedChecks:
         self.done = 0
         self._refreshed: dt.datetime | None = None
         self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()  # batches being sampled (the loop's)
         monitor.units = self  # /watch and /unwatch keep the watched units in step through it
 
     def ensure(self) -> None:
@@ -130,15 +135,21 @@ class SharedChecks:
 
     async def run_due(self) -> int:
         """Claim up to `batch` due checks, sample them in one tick, finish them; how many."""
+        claimed = await self._claim(self.batch)
+        if claimed:
+            await self._sample(claimed)
+        return len(claimed)
+
+    async def _claim(self, limit: int) -> list[leases.Unit]:
         now = self.clock()
         if self._refreshed is None or now - self._refreshed >= REFRESH:
             await asyncio.to_thread(self.refresh)
-        claimed = await asyncio.to_thread(
-            leases.claim, self.engine, self.owner, now=now, lease=LEASE, limit=self.batch,
+        return await asyncio.to_thread(
+            leases.claim, self.engine, self.owner, now=now, lease=LEASE, limit=limit,
             kinds=[KIND, WATCHED], keys=[*self.by_key, *self.watched],
         )  # fmt: skip
-        if not claimed:
-            return 0
+
+    async def _sample(self, claimed: list[leases.Unit]) -> None:
         try:
             specs = {spec.name: spec for u in claimed if (spec := self._spec(u)) is not None}
             if specs:
@@ -149,6 +160,20 @@ class SharedChecks:
             raise
         await asyncio.to_thread(self._finish, claimed)
         self.done += len(claimed)
+
+    async def _fill(self) -> int:
+        """Top the worker up to IN_FLIGHT checks, each batch sampled in a task of its own; how
+        many were claimed. When full, wait (up to POLL) for a batch to end instead."""
+        self._running = {t for t in self._running if not t.done()}
+        free = IN_FLIGHT - self.batch * len(self._running)
+        if free < self.batch:
+            await asyncio.wait(self._running, timeout=POLL, return_when=asyncio.FIRST_COMPLETED)
+            return len(self._running)  # not idle: claim again at once
+        claimed = await self._claim(free)
+        for n in range(0, len(claimed), self.batch):
+            task = asyncio.create_task(self._sample(claimed[n : n + self.batch]))
+            task.add_done_callback(_log_failure)
+            self._running.add(task)
         return len(claimed)
 
     def _finish(self, claimed: list[leases.Unit]) -> None:
@@ -170,12 +195,18 @@ class SharedChecks:
         self._task = asyncio.create_task(self._loop(), name="monitoring.shared")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._running) if t is not None]
+        for task in tasks:  # a cancelled batch gives its units back (_sample)
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self) -> None:
         await leases.claim_loop(
-            self.run_due, feature="monitoring", what="checks", poll=POLL,
+            self._fill, feature="monitoring", what="checks", poll=POLL,
             health=self.monitor.services.store_health,
         )  # fmt: skip
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("checks: a batch failed; its checks are due again: %s", exc, exc_info=exc)

@@ -21,11 +21,19 @@ from steward.features import Services
 from steward.monitoring import store
 from steward.monitoring.job import build_feature
 from steward.monitoring.monitor import Monitor
-from steward.monitoring.shared import KIND, LEASE, REFRESH, WATCHED, SharedChecks, unit_key
+from steward.monitoring.shared import (
+    BATCH,
+    KIND,
+    LEASE,
+    REFRESH,
+    WATCHED,
+    SharedChecks,
+    unit_key,
+)
 from steward.monitoring.spec import load_checks
 from steward.telegram.outbox import Outbox
 from tests.clock import Clock
-from tests.monitoring.targets import T0
+from tests.monitoring.targets import T0, Route
 from tests.worker_process import ROOT, WorkerProcess, clean_env
 
 NAMES = [f"c{i}" for i in range(6)]
@@ -238,6 +246,36 @@ def test_on_postgres_no_scheduler_job_runs_the_watched_checks(pg_url):
         settings=settings, engine=engine, outbox=Outbox(engine, "1001", clock=clock), clock=clock
     )
     assert [job.name for job in build_feature(services).jobs] == ["monitoring.housekeeping"]
+
+
+def test_a_worker_samples_batches_side_by_side_so_slow_targets_do_not_queue(pg_url, server):
+    server.routes["/slow"] = Route(200, b"ok", delay=1.5)
+    names = [f"s{i}" for i in range(4 * BATCH)]
+    checks = "; ".join(f"{n}={server.url('/slow')}" for n in names)
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    settings = load_settings({"CHECKS": checks, "CHECK_INTERVAL": "60"}, env_file=None)
+    outbox = Outbox(engine, "1001", clock=Clock(T0))
+    services = Services(settings=settings, engine=engine, outbox=outbox, clock=Clock(T0))
+    specs = load_checks(settings.checks)
+    shared = SharedChecks(Monitor(services, specs), specs)
+
+    async def run() -> float:
+        began = time.monotonic()
+        await shared.start()
+        try:
+            while sum(samples_per_check(engine).values()) < len(names):
+                assert time.monotonic() - began < 20
+                await asyncio.sleep(0.1)
+            return time.monotonic() - began
+        finally:
+            await shared.stop()
+            await shared.monitor.stop()
+
+    took = asyncio.run(run())
+    # Four batches one after another would take four answers' time (6 s): side by side, one.
+    assert took < 4.0, f"{len(names)} slow checks took {took:.1f} s"
+    assert samples_per_check(engine) == Counter({name: 1 for name in names})
     engine.dispose()
 
 
