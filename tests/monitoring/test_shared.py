@@ -246,6 +246,7 @@ def test_on_postgres_no_scheduler_job_runs_the_watched_checks(pg_url):
         settings=settings, engine=engine, outbox=Outbox(engine, "1001", clock=clock), clock=clock
     )
     assert [job.name for job in build_feature(services).jobs] == ["monitoring.housekeeping"]
+    engine.dispose()
 
 
 def test_a_worker_samples_batches_side_by_side_so_slow_targets_do_not_queue(pg_url, server):
