@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.farm import leases
-from steward.farm.store import bots, farm_cursors, farm_posts, farm_samples, farm_words
+from steward.farm.store import bots, farm_cursors, farm_samples, farm_words
 
 MAIN = "main"
 UNIT_KIND = "bot"
@@ -211,7 +211,9 @@ def stats(conn: Connection, name: str, now: dt.datetime) -> Stats:
     row = conn.execute(sa.select(bots).where(bots.c.name == name)).first()
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
-    sent = sa.and_(farm_posts.c.bot == name, farm_posts.c.state == "sent")
+    from steward.posting.store import posts
+
+    sent = sa.and_(posts.c.bot == name, posts.c.state == "sent")
 
     def count(*where) -> int:
         return int(conn.scalar(sa.select(sa.func.count()).where(sent, *where)) or 0)
@@ -219,8 +221,8 @@ def stats(conn: Connection, name: str, now: dt.datetime) -> Stats:
     stored, unused = word_counts(conn, name)
     return Stats(
         bot,
-        count(farm_posts.c.sent_at >= day),
-        count(farm_posts.c.sent_at >= month),
+        count(posts.c.sent_at >= day),
+        count(posts.c.sent_at >= month),
         count(),
         stored,
         unused,
