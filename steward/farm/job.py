@@ -17,6 +17,7 @@ import socket
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from steward import logs
 from steward.farm import bots as farm_bots
@@ -25,6 +26,9 @@ from steward.farm.bots import UNIT_KIND as BOT
 from steward.farm.posting_adapter import TickError, build_poster, publishers_key, run_tick
 from steward.features import Feature, Services
 from steward.telegram.formatting import esc
+
+if TYPE_CHECKING:
+    from steward.posting.poster import Poster
 
 log = logging.getLogger("steward.farm")
 
@@ -60,7 +64,7 @@ class Farm:
         # more entry here, claimed and leased the same way.
         self.handlers = {BOT: self._bot_tick, reader.UNIT_KIND: self._read}
         # Per bot: (its spec-and-tokens key, its Poster), kept between ticks.
-        self._posters: dict[str, tuple[str, object]] = {}
+        self._posters: dict[str, tuple[str, Poster]] = {}
 
     def _reader_client(self):
         from steward.posting.wiring import LazyClient
@@ -88,6 +92,8 @@ class Farm:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for _key, poster in list(self._posters.values()):
+            poster.stopping.set()  # a back-off wait before a retry ends now; the post waits
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
         for unit in self._held_now():
             await asyncio.to_thread(leases.release, self.engine, unit)

@@ -18,11 +18,16 @@ import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, Engine
 
 from steward.farm import reader
 from steward.farm.bots import Bot
+
+if TYPE_CHECKING:
+    from steward.posting.poster import Poster
+    from steward.posting.wiring import Parts
 
 log = logging.getLogger("steward.farm")
 
@@ -150,7 +155,7 @@ def bot_settings(settings, bot: Bot):
     )
 
 
-def build_parts(bot: Bot, tokens: dict, *, settings, outbox, engine: Engine):
+def build_parts(bot: Bot, tokens: dict, *, settings, outbox, engine: Engine) -> Parts:
     """Posting's `Parts` for one bot: its template, words and one publisher per target."""
     from steward.posting.templates import TemplateError, parse_template
     from steward.posting.wiring import Parts, credentials_fingerprint
@@ -193,7 +198,7 @@ CREDENTIALS = {
 }
 
 
-def build_poster(bot: Bot, tokens: dict, *, settings, engine: Engine, outbox, clock):
+def build_poster(bot: Bot, tokens: dict, *, settings, engine: Engine, outbox, clock) -> Poster:
     """One bot's Poster: worth keeping between ticks (X's publisher learns the account's @name
     once, one API call, for its links); rebuild it when `publishers_key` changes."""
     from steward.posting.poster import Poster
@@ -203,15 +208,17 @@ def build_poster(bot: Bot, tokens: dict, *, settings, engine: Engine, outbox, cl
     return Poster(view, engine, outbox, clock, parts=parts, bot=bot.name)
 
 
-def run_tick(poster, bot: Bot, at: dt.datetime) -> Result:
+def run_tick(poster: Poster, bot: Bot, at: dt.datetime) -> Result:
     """One tick of a bot (blocking; run in a worker thread): what its last tick left pending,
     then `bot.per_tick` new posts."""
     from steward.posting import recovery
     from steward.posting.compose import ComposeError
     from steward.posting.sources import SourceError
 
+    poster.told = False
     try:
         recovery.reconcile(poster)
+        told = poster.told  # a refusal met by a waiting post is said there
         outcomes = poster.run_tick(at, want=bot.per_tick)
     except (ComposeError, SourceError) as exc:
         raise TickError(str(exc)) from None
@@ -229,4 +236,4 @@ def run_tick(poster, bot: Bot, at: dt.datetime) -> Result:
         errors.append(problem)
     errors = list(dict.fromkeys(errors))
     sent = sum(o.state == "sent" for o in outcomes)
-    return Result(sent, "; ".join(errors) or None, poster.told)
+    return Result(sent, "; ".join(errors) or None, told or poster.told)
