@@ -188,7 +188,11 @@ def remove(conn: Connection, name: str) -> None:
     secrets.drop(conn, name)
     leases.remove(conn, UNIT_KIND, name)
     # Its posts stay: they are the record of what went out (and keep a re-added bot from
-    # repeating itself).
+    # repeating itself). Its posting state goes (a problem, a refusal, a pause held), so a bot
+    # added again under the name starts clean.
+    from steward.posting.store import forget_bot
+
+    forget_bot(conn, name)
 
 
 def record_error(conn: Connection, name: str, error: str | None, now: dt.datetime) -> None:

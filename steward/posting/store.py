@@ -314,6 +314,13 @@ def bot_key(key: str, bot: str = MAIN) -> str:
     return key if bot == MAIN else f"farm.{bot}.{key}"
 
 
+def forget_bot(conn: Connection, bot: str) -> None:
+    """Drop a removed bot's posting state rows (never main's; its posts stay)."""
+    if bot != MAIN:
+        prefix = bot_key("posting", bot)
+        conn.execute(sa.delete(db.state).where(db.state.c.key.startswith(prefix)))
+
+
 def refused_key(channel: str, bot: str = MAIN) -> str:
     return bot_key(X_AUTH_KEY if channel == "x" else f"posting.{channel}.refused", bot)
 

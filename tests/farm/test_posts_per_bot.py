@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from steward import db
 from steward.farm import bots as farm_bots
 from steward.farm import secrets
 from steward.farm.bots import Bot
@@ -160,3 +161,8 @@ def test_the_monthly_cap_on_x_is_per_bot(engine, fake, key):
     with engine.connect() as conn:
         assert farm_bots.last_error(conn, "ann") == "--monthly-limit=1 reached for this month"
         assert farm_bots.last_error(conn, "bob") is None
+    with engine.begin() as conn:  # removed, its posting state goes; its posts and bob's stay
+        farm_bots.remove(conn, "ann")
+        keys = conn.scalars(sa.select(db.state.c.key)).all()
+    assert not [k for k in keys if k.startswith("farm.ann.")]
+    assert "farm.bob.posting.tick" in keys and len(rows(engine)) == 4
