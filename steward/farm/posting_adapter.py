@@ -9,7 +9,8 @@ decrypted tokens into posting's `Parts` and a per-bot settings view, and runs on
 2. then `Poster.run_tick(at, want=bot.per_tick)`: each post recorded pending before it is
    published, in the bot's own rows of `posts`, with its own `state` keys (store.bot_key).
 A tick re-run after a crash (its unit's lease ran out) finds its slots taken and makes none
-twice. It is the only farm module that imports posting, so posting's internals are met here.
+twice. Other farm modules only read posting's table (a bot's stats) or check a template; what
+a tick does through posting is met here, so a change in posting's internals is met here too.
 """
 
 from __future__ import annotations
