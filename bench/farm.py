@@ -232,8 +232,10 @@ def measure(url: str, env: dict[str, str], workers: int, seconds: float, tmp: Pa
         dups = conn.scalar(
             sa.text("SELECT count(*) - count(DISTINCT (kind, key, due_at)) FROM bench_done")
         )
-        posted = conn.scalar(sa.text("SELECT count(*) FROM farm_posts WHERE state = 'sent'"))
-        posts = conn.scalar(sa.text("SELECT count(*) FROM farm_posts"))
+        # The farm's bots' rows of posting's table (main's, bot = 'main', are not the farm's).
+        farm = "FROM posts WHERE bot <> 'main'"
+        posted = conn.scalar(sa.text(f"SELECT count(*) {farm} AND state = 'sent'"))
+        posts = conn.scalar(sa.text(f"SELECT count(*) {farm}"))
         late = conn.scalar(
             sa.text("SELECT count(*) FROM work_units WHERE kind = 'bot' AND due_at < :t"),
             {"t": ended - dt.timedelta(minutes=1)},

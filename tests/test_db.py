@@ -78,3 +78,66 @@ def test_the_models_and_the_migrations_describe_the_same_schema(store_url):
 
     import_stores()
     assert migrated_schema_diff(store_url, include_name=ours) == []
+
+
+def test_0014_moves_the_farms_posts_into_posts_with_their_bot_and_back(store_url):
+    """A store at 0013 with main posts and farm_posts rows keeps every post, with its bot."""
+    from alembic import command
+
+    from steward.posting import store
+
+    engine = db.make_engine(store_url)
+    db.upgrade(engine, "0013_farm_remote_ids")
+    at = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
+    old_posts = sa.table(
+        "posts", *(sa.column(c) for c in ("text", "text_hash", "channel", "state", "attempts")),
+        sa.column("created_at", db.UTCDateTime()), sa.column("sent_at", db.UTCDateTime()),
+    )  # fmt: skip
+    farm_posts = sa.table(
+        "farm_posts",
+        *(sa.column(c) for c in ("bot", "text", "text_hash", "channel", "state", "slot")),
+        *(sa.column(c) for c in ("remote_id", "error")),
+        *(sa.column(c, db.UTCDateTime()) for c in ("tick", "created_at", "sent_at")),
+    )
+    same = {"text": "Owls at dusk.", "text_hash": store.text_hash("Owls at dusk.")}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(old_posts),
+            [same | {"channel": "x", "state": "sent", "attempts": 1, "created_at": at,
+                     "sent_at": at}],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(farm_posts),
+            [
+                same | {"bot": "poet", "channel": "x", "state": "sent", "slot": 0,
+                        "remote_id": "1999", "tick": at, "created_at": at, "sent_at": at},
+                {"bot": "poet", "text": "Bats.", "text_hash": store.text_hash("Bats."),
+                 "channel": "telegram:@poems_channel", "state": "pending", "slot": 0,
+                 "remote_id": None, "tick": at, "created_at": at, "sent_at": None},
+            ],
+        )  # fmt: skip
+    db.upgrade(engine)
+    assert "farm_posts" not in sa.inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        moved = conn.execute(sa.select(store.posts).order_by(store.posts.c.id)).all()
+        assert [(r.bot, r.text, r.channel, r.state) for r in moved] == [
+            ("main", "Owls at dusk.", "x", "sent"),
+            ("poet", "Owls at dusk.", "x", "sent"),
+            ("poet", "Bats.", "telegram:@poems_channel", "pending"),
+        ]
+        assert moved[1].remote_id == "1999" and moved[1].tick == at
+        assert (moved[2].claimed_by, moved[2].attempts) == (None, 1)
+        [left] = store.pending(conn, bot="poet")
+        assert left.text == "Bats." and store.pending(conn) == []
+        assert store.is_used(conn, same["text_hash"], bot="main")
+        assert not store.is_used(conn, store.text_hash("Bats."), bot="main")
+    config = db._alembic_config(engine)
+    command.downgrade(config, "0013_farm_remote_ids")
+    with engine.connect() as conn:
+        back = conn.execute(sa.select(farm_posts)).all()
+        assert sorted((r.bot, r.channel, r.state, r.slot) for r in back) == [
+            ("poet", "telegram:@poems_channel", "pending", 0), ("poet", "x", "sent", 0),
+        ]  # fmt: skip
+        assert conn.scalar(sa.select(sa.func.count()).select_from(old_posts)) == 1
+    db.upgrade(engine)
+    engine.dispose()

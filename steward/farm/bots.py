@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.farm import leases
-from steward.farm.store import bots, farm_cursors, farm_posts, farm_samples, farm_words
+from steward.farm.store import bots, farm_cursors, farm_samples, farm_words
 
 MAIN = "main"
 UNIT_KIND = "bot"
@@ -188,7 +188,11 @@ def remove(conn: Connection, name: str) -> None:
     secrets.drop(conn, name)
     leases.remove(conn, UNIT_KIND, name)
     # Its posts stay: they are the record of what went out (and keep a re-added bot from
-    # repeating itself).
+    # repeating itself). Its posting state goes (a problem, a refusal, a pause held), so a bot
+    # added again under the name starts clean.
+    from steward.posting.store import forget_bot
+
+    forget_bot(conn, name)
 
 
 def record_error(conn: Connection, name: str, error: str | None, now: dt.datetime) -> None:
@@ -211,7 +215,9 @@ def stats(conn: Connection, name: str, now: dt.datetime) -> Stats:
     row = conn.execute(sa.select(bots).where(bots.c.name == name)).first()
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
-    sent = sa.and_(farm_posts.c.bot == name, farm_posts.c.state == "sent")
+    from steward.posting.store import posts
+
+    sent = sa.and_(posts.c.bot == name, posts.c.state == "sent")
 
     def count(*where) -> int:
         return int(conn.scalar(sa.select(sa.func.count()).where(sent, *where)) or 0)
@@ -219,8 +225,8 @@ def stats(conn: Connection, name: str, now: dt.datetime) -> Stats:
     stored, unused = word_counts(conn, name)
     return Stats(
         bot,
-        count(farm_posts.c.sent_at >= day),
-        count(farm_posts.c.sent_at >= month),
+        count(posts.c.sent_at >= day),
+        count(posts.c.sent_at >= month),
         count(),
         stored,
         unused,

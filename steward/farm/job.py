@@ -17,6 +17,7 @@ import socket
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -24,9 +25,12 @@ from steward import logs
 from steward.farm import bots as farm_bots
 from steward.farm import leases, reader, secrets
 from steward.farm.bots import UNIT_KIND as BOT
-from steward.farm.posting_adapter import BotTick, TickError, build_publishers, publishers_key
+from steward.farm.posting_adapter import TickError, build_poster, publishers_key, run_tick
 from steward.features import Feature, Services
 from steward.telegram.formatting import esc
+
+if TYPE_CHECKING:
+    from steward.posting.poster import Poster
 
 log = logging.getLogger("steward.farm")
 
@@ -61,8 +65,8 @@ class Farm:
         # What each kind of unit does; another kind (a check's sample, a run's watch) is one
         # more entry here, claimed and leased the same way.
         self.handlers = {BOT: self._bot_tick, reader.UNIT_KIND: self._read}
-        # Per bot: (its targets-and-tokens key, its publishers), kept between ticks.
-        self._publishers: dict[str, tuple[str, dict]] = {}
+        # Per bot: (its spec-and-tokens key, its Poster), kept between ticks.
+        self._posters: dict[str, tuple[str, Poster]] = {}
 
     def _reader_client(self):
         from steward.posting.wiring import LazyClient
@@ -90,6 +94,8 @@ class Farm:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for _key, poster in list(self._posters.values()):
+            poster.stopping.set()  # a back-off wait before a retry ends now; the post waits
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
         for unit in self._held_now():
             await asyncio.to_thread(leases.release, self.engine, unit)
@@ -224,10 +230,10 @@ class Farm:
                 leases.remove(conn, BOT, unit.key)
             return
         every = dt.timedelta(minutes=bot.interval_min)
-        error = None
+        error, told = None, False
         if not bot.paused:
             try:
-                error = self._post(bot, unit.due_at)
+                error, told = self._post(bot, unit.due_at)
             except Exception as exc:  # a bug must not take the farm down: the owner hears it
                 log.exception("farm: bot %s: tick failed", bot.name)
                 error = f"the tick failed: {type(exc).__name__}"
@@ -242,31 +248,30 @@ class Farm:
                 reader.sample(conn, bot.name, stored, unused, now)
             if error != row_error:
                 farm_bots.record_error(conn, bot.name, error, now)
-                self._announce(conn, bot.name, error, now)
+                if not told:  # posting said it already, naming the bot
+                    self._announce(conn, bot.name, error, now)
         self.outbox.wake()
 
-    def _post(self, bot: farm_bots.Bot, at: dt.datetime) -> str | None:
+    def _post(self, bot: farm_bots.Bot, at: dt.datetime) -> tuple[str | None, bool]:
+        """The bot's tick through its Poster: (what went wrong, whether posting told the owner)."""
         try:
             with self.engine.connect() as conn:
                 tokens = secrets.get(conn, self.vault, bot.name)
             logs.add_secrets(tokens.values())
             key = publishers_key(bot, tokens)
-            kept_key, publishers = self._publishers.get(bot.name, (None, {}))
-            if kept_key != key:  # new targets or tokens: the old publishers are dropped
-                publishers = build_publishers(
-                    bot, tokens, settings=self.settings, outbox=self.outbox
-                )
-                self._publishers[bot.name] = (key, publishers)
-            tick = BotTick(
-                bot, publishers, settings=self.settings, engine=self.engine,
-                outbox=self.outbox, clock=self.clock,
-            )  # fmt: skip
-            result = tick.run(at)
+            kept_key, poster = self._posters.get(bot.name, (None, None))
+            if kept_key != key:  # a new spec or new tokens: the old Poster is dropped
+                poster = build_poster(
+                    bot, tokens, settings=self.settings, engine=self.engine,
+                    outbox=self.outbox, clock=self.clock,
+                )  # fmt: skip
+                self._posters[bot.name] = (key, poster)
+            result = run_tick(poster, bot, at)
         except (TickError, secrets.SecretError) as exc:
             log.warning("farm: bot %s: %s", bot.name, exc)
-            return str(exc)
+            return str(exc), False
         log.info("farm: bot %s: tick of %s: %d sent", bot.name, at.isoformat(), result.sent)
-        return None
+        return result.error, result.told
 
     def _announce(self, conn, name: str, error: str | None, now: dt.datetime) -> None:
         if error is None:

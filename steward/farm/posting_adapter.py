@@ -1,16 +1,16 @@
-"""The one seam between the farm and posting: a bot's tick made from posting's public pieces.
+"""The one seam between the farm and posting: one bot's `Poster`, built from its row and tokens.
 
-Posting owns templates, word sources, publishers and text rules; the farm owns which bot runs
-when, its tokens, and its own record of posts (`farm_posts`: dedupe, monthly cap and
-exactly-once per bot). This module builds one bot's publishers and runs one tick with them; it
-is the only farm module that imports posting, so a change in posting's internals is met here.
-
-A tick, exactly once through a crash at any point (its unit may be re-run by another worker):
-1. Each of the bot's `per_tick` posts is a numbered slot; `(bot, tick, slot, channel)` is unique.
-2. One transaction records the slot's text as `pending` on every channel (and moves the bot's
-   reader cursor), then each channel is published and the row marked `sent` with the remote id.
-3. A re-run publishes the slots still `pending` (X's 403 "duplicate" proves the earlier attempt
-   went out; the Telegram outbox key makes a second attempt a no-op) and makes missing slots.
+Posting owns templates, word sources, publishers, text rules and the `posts` table with its
+exactly-once machinery (in-flight claims, recovery, 429/5xx retries, X's "duplicate" as proof
+only after an attempt of ours, a refused credential pausing a channel, the owner told once per
+problem). The farm owns which bot runs when and its tokens. This module turns a bot's row and
+decrypted tokens into posting's `Parts` and a per-bot settings view, and runs one tick:
+1. posts the bot left pending (their claimant gone) are published first (recovery.reconcile);
+2. then `Poster.run_tick(at, want=bot.per_tick)`: each post recorded pending before it is
+   published, in the bot's own rows of `posts`, with its own `state` keys (store.bot_key).
+A tick re-run after a crash (its unit's lease ran out) finds its slots taken and makes none
+twice. Other farm modules only read posting's table (a bot's stats) or check a template; what
+a tick does through posting is met here, so a change in posting's internals is met here too.
 """
 
 from __future__ import annotations
@@ -18,30 +18,30 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from steward.farm import reader
 from steward.farm.bots import Bot
-from steward.farm.store import farm_posts
+
+if TYPE_CHECKING:
+    from steward.posting.poster import Poster
+    from steward.posting.wiring import Parts
 
 log = logging.getLogger("steward.farm")
 
-TRIES = 50
-
 
 class TickError(Exception):
-    """What stopped a bot's tick; `str()` is one sentence naming no secret."""
+    """What stopped a bot's tick before it began; `str()` is one sentence naming no secret."""
 
 
 @dataclass
 class Result:
     sent: int = 0
-    waiting: int = 0
-    failed: int = 0
+    error: str | None = None  # why the tick made fewer posts than wanted, if it did
+    told: bool = False  # posting told the owner itself (the farm says nothing more)
 
 
 def _publisher(network: str, chat: str, bot: Bot, tokens: dict, settings, outbox):
@@ -108,186 +108,133 @@ def _bluesky(bot: Bot, tokens: dict, settings):
 
 
 def publishers_key(bot: Bot, tokens: dict) -> str:
-    """Changes when the bot's targets or tokens change (a hash: safe to keep in memory)."""
-    raw = "\0".join([bot.name, *bot.targets, *(f"{k}={v}" for k, v in sorted(tokens.items()))])
+    """Changes when the bot's spec or tokens change (a hash: safe to keep in memory)."""
+    spec = {k: v for k, v in bot.spec().items() if k != "paused"}
+    raw = "\0".join([repr(sorted(spec.items())), *(f"{k}={v}" for k, v in sorted(tokens.items()))])
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def build_publishers(bot: Bot, tokens: dict, *, settings, outbox) -> dict:
-    """Target -> publisher for one bot. Worth keeping between ticks: X's publisher learns the
-    account's @name once (one API call) for its links."""
-    out = {}
+class BotWords:
+    """A farm bot's words for one tick: its own list or feed, else the shared reader's
+    timeline (the bundled words while the reader brought none). The reader's cursor moves in
+    the transaction that records the post made from them (Poster calls `recorded`)."""
+
+    def __init__(self, bot: Bot, engine: Engine) -> None:
+        self.bot, self.engine = bot, engine
+        self.cursor: int | None = None
+
+    def words(self) -> list[str]:
+        from steward.posting.sources import BundledSource, FeedSource, WordListSource
+
+        if self.bot.words is not None:
+            return WordListSource(self.bot.words).words()
+        if self.bot.feed_url is not None:
+            return FeedSource(self.bot.feed_url).words()
+        with self.engine.connect() as conn:
+            words, self.cursor = reader.draw(conn, self.bot.name)
+        return words or BundledSource().words()
+
+    def recorded(self, conn: Connection) -> None:
+        if self.cursor is not None:
+            reader.advance(conn, self.bot.name, self.cursor)
+
+
+def bot_settings(settings, bot: Bot):
+    """The worker's settings as this bot's posting sees them: its interval, posts per tick and
+    monthly cap; no times of day or jitter (the farm's units say when a tick is due)."""
+    return settings.model_copy(
+        update={
+            "post_template": bot.template,
+            "post_interval": bot.interval_min,
+            "tweets_per_tick": bot.per_tick,
+            "post_monthly_limit": bot.monthly_limit,
+            "post_at": None,
+            "post_jitter": None,
+            "post_words": bot.words,
+            "post_feed_url": bot.feed_url,
+        }
+    )
+
+
+def build_parts(bot: Bot, tokens: dict, *, settings, outbox, engine: Engine) -> Parts:
+    """Posting's `Parts` for one bot: its template, words and one publisher per target."""
+    from steward.posting.templates import TemplateError, parse_template
+    from steward.posting.wiring import Parts, credentials_fingerprint
+
+    try:
+        template = parse_template(bot.template)
+    except TemplateError as exc:
+        raise TickError(f"the template: {exc}") from None
+    publishers, fingerprints, fixes = {}, {}, {}
     for target in bot.targets:
         network, _, chat = target.partition(":")
-        out[target] = _publisher(network, chat, bot, tokens, settings, outbox)
-    return out
-
-
-class BotTick:
-    """One bot's tick at `at` (blocking; run in a worker thread)."""
-
-    def __init__(
-        self, bot: Bot, publishers: dict, *, settings, engine: Engine, outbox, clock
-    ) -> None:
-        self.bot, self.settings, self.engine, self.clock = bot, settings, engine, clock
-        self.publishers = publishers
-        self.rng = random.Random()
-
-    def run(self, at: dt.datetime) -> Result:
-        """Raises TickError after trying every channel: one refusing does not hold the others."""
-        result, errors = Result(), []
-        done = self._slots(at)
-        for post_id, text, channel in self._pending(at):
-            errors.append(self._send(post_id, text, channel, result, retry=True))
-        for slot in range(self.bot.per_tick):
-            if slot in done:
-                continue
-            channels = self._within_cap(list(self.publishers))
-            if not channels:
-                errors.append(f"the monthly cap of {self.bot.monthly_limit} X posts is reached")
-                break
-            try:
-                ids, text = self._claim(at, slot, channels)
-            except sa.exc.IntegrityError:
-                continue  # a worker whose lease ran out made this slot meanwhile
-            for channel, post_id in ids.items():
-                errors.append(self._send(post_id, text, channel, result))
-        if found := list(dict.fromkeys(e for e in errors if e)):
-            raise TickError("; ".join(found))
-        return result
-
-    # -- steps -----------------------------------------------------------------------------
-
-    def _slots(self, at) -> set[int]:
-        query = sa.select(farm_posts.c.slot).where(
-            farm_posts.c.bot == self.bot.name, farm_posts.c.tick == at
-        )
-        with self.engine.connect() as conn:
-            return set(conn.scalars(query))
-
-    def _pending(self, at) -> list[tuple[int, str, str]]:
-        query = sa.select(farm_posts.c.id, farm_posts.c.text, farm_posts.c.channel).where(
-            farm_posts.c.bot == self.bot.name, farm_posts.c.state == "pending"
-        )
-        with self.engine.connect() as conn:
-            return [
-                (r.id, r.text, r.channel) for r in conn.execute(query.order_by(farm_posts.c.id))
-            ]
-
-    def _within_cap(self, channels: list[str]) -> list[str]:
-        if "x" not in channels or not self.bot.monthly_limit:
-            return channels
-        month = self.clock().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        query = sa.select(sa.func.count()).where(
-            farm_posts.c.bot == self.bot.name,
-            farm_posts.c.channel == "x",
-            farm_posts.c.state.in_(("pending", "sent")),
-            farm_posts.c.created_at >= month,
-        )
-        with self.engine.connect() as conn:
-            if (conn.scalar(query) or 0) < self.bot.monthly_limit:
-                return channels
-        return [c for c in channels if c != "x"]
-
-    def _claim(self, at, slot, channels) -> tuple[dict[str, int], str]:
-        """Compose a text this bot never posted and record it pending, with the cursor move."""
-        with self.engine.begin() as conn:
-            words, cursor = self._words(conn)
-            text = self._compose(conn, words, channels)
-            ids = {}
-            for channel in channels:
-                row = {
-                    "bot": self.bot.name,
-                    "text": text,
-                    "text_hash": _hash(text),
-                    "channel": channel,
-                    "state": "pending",
-                    "tick": at,
-                    "slot": slot,
-                    "created_at": self.clock(),
-                }
-                ids[channel] = conn.execute(
-                    sa.insert(farm_posts).values(**row)
-                ).inserted_primary_key[0]
-            if cursor is not None:
-                reader.advance(conn, self.bot.name, cursor)
-        return ids, text
-
-    def _words(self, conn) -> tuple[list[str], int | None]:
-        from steward.posting.sources import BundledSource, FeedSource, SourceError, WordListSource
-
-        try:
-            if self.bot.words is not None:
-                return WordListSource(self.bot.words).words(), None
-            if self.bot.feed_url is not None:
-                return FeedSource(self.bot.feed_url).words(), None
-        except SourceError as exc:
-            raise TickError(str(exc)) from None
-        words, cursor = reader.draw(conn, self.bot.name)
-        return (words or BundledSource().words()), cursor
-
-    def _compose(self, conn, words: list[str], channels: list[str]) -> str:
-        from steward.posting.templates import TemplateError, WordPicker, parse_template
-        from steward.posting.textcount import fits
-
-        template = parse_template(self.bot.template)
-        picker = WordPicker(words)
-        networks = [c.partition(":")[0] for c in channels]
-        for _ in range(TRIES):
-            try:
-                text = template.render(picker, self.rng).strip()
-            except TemplateError:
-                continue
-            if not text or not all(fits(text, n) for n in networks if n != "dry-run"):
-                continue
-            used = conn.scalar(
-                sa.select(sa.func.count()).where(
-                    farm_posts.c.bot == self.bot.name, farm_posts.c.text_hash == _hash(text)
-                )
+        publishers[target] = _publisher(network, chat, bot, tokens, settings, outbox)
+        if network in CREDENTIALS:  # a refusal pauses the target until these change
+            names, command = CREDENTIALS[network]
+            secret = [f"{k}={v}" for k, v in sorted(tokens.items()) if k.startswith(network)]
+            if network == "x" and settings.x_consumer_key is not None:
+                secret.append(settings.x_consumer_key.get_secret_value())
+            fingerprints[target] = credentials_fingerprint(tuple(secret), target)
+            verb = "changes" if len(names) == 1 else "change"
+            fixes[target] = (
+                f"its {' and '.join(names)} {verb} (<code>{command.format(bot=bot.name)}</code>)"
             )
-            if not used:
-                return text
-        raise TickError(f"could not make a new post after {TRIES} tries: the words may be used up")
-
-    def _send(
-        self, post_id: int, text: str, channel: str, result: Result, retry: bool = False
-    ) -> str | None:
-        """Publish one recorded post; returns what stopped it, if anything."""
-        from steward.posting.publishers import PublishError
-
-        publisher = self.publishers.get(channel)
-        if publisher is None:  # a target removed since the post was recorded
-            self._finish(post_id, "failed", error=f"{channel} is no longer a target")
-            result.failed += 1
-            return None
-        try:
-            published = publisher.publish(text, f"farm-{post_id}")
-        except PublishError as exc:
-            if exc.duplicate and retry:
-                self._finish(post_id, "sent")  # the earlier attempt went out before a crash
-                result.sent += 1
-                return None
-            if exc.permanent or exc.duplicate:
-                self._finish(post_id, "failed", error=exc.reason)
-                result.failed += 1
-                return f"{channel} refused a post: {exc.reason}"
-            result.waiting += 1
-            return f"{channel}: {exc.reason} (the post waits for the next tick)"
-        self._finish(post_id, "sent", remote_id=published.remote_id)
-        result.sent += 1
-        return None
-
-    def _finish(self, post_id: int, state: str, **values) -> None:
-        if state == "sent":
-            values["sent_at"] = self.clock()
-        query = sa.update(farm_posts).where(
-            farm_posts.c.id == post_id, farm_posts.c.state == "pending"
-        )
-        with self.engine.begin() as conn:
-            conn.execute(query.values(state=state, **values))
+    return Parts(
+        template, f"a {template.kind} template", lambda _tick: BotWords(bot, engine),
+        f"bot {bot.name}'s words", publishers, fingerprints.get("x"), fingerprints, fixes,
+    )  # fmt: skip
 
 
-def _hash(text: str) -> str:
-    from steward.posting.store import text_hash
+# Per network: the bot's secrets its credentials are, and the command that replaces them.
+CREDENTIALS = {
+    "x": (("x_access_token", "x_access_secret"), "python auth_tool.py x --bot {bot}"),
+    "mastodon": (
+        ("mastodon_access_token",),
+        "python bot.py bots secret {bot} mastodon_access_token",
+    ),
+    "bluesky": (
+        ("bluesky_handle", "bluesky_app_password"),
+        "python bot.py bots secret {bot} bluesky_app_password",
+    ),
+}
 
-    return text_hash(text)
+
+def build_poster(bot: Bot, tokens: dict, *, settings, engine: Engine, outbox, clock) -> Poster:
+    """One bot's Poster: worth keeping between ticks (X's publisher learns the account's @name
+    once, one API call, for its links); rebuild it when `publishers_key` changes."""
+    from steward.posting.poster import Poster
+
+    view = bot_settings(settings, bot)
+    parts = build_parts(bot, tokens, settings=settings, outbox=outbox, engine=engine)
+    return Poster(view, engine, outbox, clock, parts=parts, bot=bot.name)
+
+
+def run_tick(poster: Poster, bot: Bot, at: dt.datetime) -> Result:
+    """One tick of a bot (blocking; run in a worker thread): what its last tick left pending,
+    then `bot.per_tick` new posts."""
+    from steward.posting import recovery
+    from steward.posting.compose import ComposeError
+    from steward.posting.sources import SourceError
+
+    poster.told = False
+    try:
+        recovery.reconcile(poster)
+        told = poster.told  # a refusal met by a waiting post is said there
+        outcomes = poster.run_tick(at, want=bot.per_tick)
+    except (ComposeError, SourceError) as exc:
+        raise TickError(str(exc)) from None
+    errors = [
+        f"{o.channel} refused a post: {o.error}"
+        for o in outcomes
+        if o.state == "failed" and o.error != "duplicate"
+    ]
+    # A channel held after the tick (refused credentials, a rate limit, the cap) is said the
+    # same way at every tick while it lasts, so the owner hears of it once.
+    held = poster.blocked()
+    errors += held.values()
+    problem = poster.problem
+    if problem and not problem.startswith(("nothing posted", *(f"{c}:" for c in held))):
+        errors.append(problem)
+    errors = list(dict.fromkeys(errors))
+    sent = sum(o.state == "sent" for o in outcomes)
+    return Result(sent, "; ".join(errors) or None, told or poster.told)

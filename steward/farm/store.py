@@ -1,10 +1,8 @@
-"""The farm's tables: bots, their encrypted secrets, their posts, the shared reader timeline, the
+"""The farm's tables: bots, their encrypted secrets, the shared reader timeline, the
 words-per-bot samples for /farm, and the generic work units any worker may claim.
 
-Kept identical in shape to the Alembic revisions 0012_farm and 0013_farm_remote_ids. A bot's
-posts are its own (dedupe and the monthly cap are per bot); `(bot, tick, slot, channel)` is
-unique, so a tick re-run by another worker after a crash fills the slots that are missing and
-never makes a slot twice.
+Kept identical in shape to the Alembic revisions 0012_farm and 0014_posts_per_bot. A bot's
+posts are in posting's `posts` table (steward/posting/store.py), each row naming its bot.
 """
 
 from __future__ import annotations
@@ -40,26 +38,6 @@ bot_secrets = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
-)
-
-farm_posts = sa.Table(
-    "farm_posts",
-    metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("bot", sa.String(64), nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("text_hash", sa.String(64), nullable=False),
-    sa.Column("channel", sa.String(64), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("remote_id", sa.String(300), nullable=True),  # a Bluesky at:// URI is long
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("tick", UTCDateTime(), nullable=False),
-    sa.Column("slot", sa.Integer, nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("sent_at", UTCDateTime(), nullable=True),
-    sa.UniqueConstraint("bot", "text_hash", "channel", name="uq_farm_posts_bot_text"),
-    sa.UniqueConstraint("bot", "tick", "slot", "channel", name="uq_farm_posts_bot_slot"),
-    sa.Index("ix_farm_posts_bot_created_at", "bot", "created_at"),
 )
 
 # The reader's timeline, as words in the order they were read; a writer's cursor is an id here.

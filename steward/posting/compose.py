@@ -48,12 +48,14 @@ class Composer:
         rng: random.Random | None = None,
         *,
         tries: int = TRIES,
+        bot: str = store.MAIN,
     ) -> None:
         self.template = template
         self.source = source
         self.engine = engine
         self.rng = rng or random.Random()
         self.tries = tries
+        self.bot = bot  # whose posts count as "posted before": each bot has its own
         self._picker: WordPicker | None = None
         self._taken: set[str] = set()  # hashes handed out by this composer, not yet recorded
         # Checked texts not handed out yet, per channel list (what fits X may not fit elsewhere).
@@ -98,7 +100,7 @@ class Composer:
                         candidates.setdefault(digest, text)
                 if candidates:
                     against = set(channels) | set(REAL_CHANNELS)
-                    used = store.used_hashes(conn, candidates, against)
+                    used = store.used_hashes(conn, candidates, against, bot=self.bot)
                     ready += [(d, t) for d, t in candidates.items() if d not in used]
         if ready:
             digest, text = ready.pop(0)

@@ -20,7 +20,7 @@ def preview(poster: Poster, n: int) -> list[str]:
     """What the next tick would post: composed, neither published nor recorded."""
     channels = [c for c in poster.channels if c not in poster.blocked()] or poster.channels
     words = poster.parts.words(poster.clock())
-    composer = Composer(poster.parts.template, words, poster.engine, poster.rng)
+    composer = Composer(poster.parts.template, words, poster.engine, poster.rng, bot=poster.bot)
     return [composer.compose(channels) for _ in range(n)]
 
 
@@ -40,7 +40,9 @@ def publish_now(poster: Poster, text: str) -> list[dict]:
     now = poster.clock()
     with poster.engine.begin() as conn:
         ids = {
-            c: store.record_pending(conn, text=text, channel=c, now=now, claim=poster.lease())
+            c: store.record_pending(
+                conn, text=text, channel=c, now=now, claim=poster.lease(), bot=poster.bot
+            )
             for c in channels
         }
     for channel, post_id in ids.items():

@@ -70,7 +70,9 @@ class Poster:
         parts: Parts | None = None,
         next_runs: Callable[[], dict[str, dt.datetime | None]] = lambda: {},
         worker: str | None = None,
+        bot: str = store.MAIN,
     ) -> None:
+        self.bot = bot  # whose posts, state keys and owner alerts these are
         self.settings = settings
         self.engine = engine
         self.outbox = outbox
@@ -83,6 +85,7 @@ class Poster:
         self.stopping = threading.Event()  # set at stop: a back-off wait ends at once
         self.rng = random.Random()
         self.problem: str | None = None  # why the last tick made fewer posts than wanted
+        self.told = False  # whether the last tick queued a message to the owner itself
 
     @classmethod
     def from_services(cls, services: Services) -> Poster:
@@ -104,13 +107,18 @@ class Poster:
 
     # -- state -------------------------------------------------------------------------------
 
+    def key(self, key: str) -> str:
+        """This bot's name for one of posting's `state` or outbox keys (see store.bot_key)."""
+        return store.bot_key(key, self.bot)
+
     def load(self, key: str):
+        """This bot's value of `key` (main's key names; the prefix is added here)."""
         with self.engine.connect() as conn:
-            return store.load_value(conn, key)
+            return store.load_value(conn, self.key(key))
 
     def save(self, key: str, value) -> None:
         with self.engine.begin() as conn:
-            store.save_value(conn, key, value, self.clock())
+            store.save_value(conn, self.key(key), value, self.clock())
 
     def paused(self) -> dict | None:
         return self.load(PAUSED_KEY) or None
@@ -137,7 +145,7 @@ class Poster:
             and limit
             and self.month_count() >= limit
         ):
-            out["x"] = f"POST_MONTHLY_LIMIT={limit} reached for this month"
+            out["x"] = f"{self.cap} reached for this month"
         return out
 
     def last_tick(self) -> dt.datetime | None:
@@ -146,9 +154,17 @@ class Poster:
         seen = [dt.datetime.fromisoformat(at) for at in (last and last["at"], skipped) if at]
         return max(seen, default=None)
 
+    @property
+    def cap(self) -> str:
+        """The monthly cap on X as the owner set it: main's variable, a farm bot's option."""
+        limit = self.settings.post_monthly_limit
+        return (
+            f"POST_MONTHLY_LIMIT={limit}" if self.bot == store.MAIN else f"--monthly-limit={limit}"
+        )
+
     def month_count(self) -> int:
         with self.engine.connect() as conn:
-            return store.month_count(conn, month_start(self.clock()), "x")
+            return store.month_count(conn, month_start(self.clock()), "x", bot=self.bot)
 
     # -- start -------------------------------------------------------------------------------
 
@@ -173,12 +189,12 @@ class Poster:
         return self.run_tick(at, want=self.settings.tweets_per_tick)
 
     def run_tick(self, at: dt.datetime, *, want: int, resume: bool = False) -> list[Outcome]:
-        self.problem = None
+        self.problem, self.told = None, False
         blocked = self.blocked()
         channels = [c for c in self.channels if c not in blocked]
         for channel, reason in blocked.items():
             log.info("not posting to %s this tick: %s", channel, reason)
-            if reason.startswith("POST_MONTHLY_LIMIT"):
+            if reason.startswith(self.cap):
                 self._cap_notice()
         if not channels:
             self.problem = "nothing posted: " + "; ".join(blocked.values())
@@ -187,9 +203,9 @@ class Poster:
         if not resume:
             self.save(TICK_KEY, {"at": at.isoformat(), "want": want, "done": False})
         with self.engine.connect() as conn:
-            taken = store.slots_taken(conn, f"{SLOT_PREFIX}{at.isoformat()}:")
+            taken = store.slots_taken(conn, self.key(f"{SLOT_PREFIX}{at.isoformat()}:"))
         words = self.parts.words(at)
-        composer = Composer(self.parts.template, words, self.engine, self.rng)
+        composer = Composer(self.parts.template, words, self.engine, self.rng, bot=self.bot)
         outcomes: list[Outcome] = []
         stuck: problems.Problem | None = None
         for slot in range(want):
@@ -197,7 +213,7 @@ class Poster:
                 continue
             channels = self._within_cap(channels)
             if not channels:
-                self.problem = self.problem or "POST_MONTHLY_LIMIT reached during the tick"
+                self.problem = self.problem or f"{self.cap} reached during the tick"
                 break
             try:
                 made = self._post_slot(at, slot, channels, composer)
@@ -233,14 +249,15 @@ class Poster:
             self.report(stuck)
         log.info("tick of %s: %d sent, %d waiting", at.isoformat(), sent, len(outcomes) - sent)
         with self.engine.begin() as conn:
-            store.forget_state(conn, SLOT_PREFIX, self.clock() - SLOTS_KEPT)
+            store.forget_state(conn, self.key(SLOT_PREFIX), self.clock() - SLOTS_KEPT)
         return outcomes
 
     def report(self, problem: problems.Problem | None) -> None:
         """Record why posting is stuck (None: it works) and tell the owner when that changed."""
         with self.engine.begin() as conn:
-            told = problems.record(conn, self.outbox, problem, self.clock())
+            told = problems.record(conn, self.outbox, problem, self.clock(), bot=self.bot)
         if told:
+            self.told = True
             self.outbox.wake()
 
     def _within_cap(self, channels: list[str]) -> list[str]:
@@ -251,19 +268,22 @@ class Poster:
         return [c for c in channels if c != "x"]
 
     def _cap_notice(self) -> None:
-        limit = self.settings.post_monthly_limit
         month = month_start(self.clock()).strftime("%Y-%m")
+        self.told = True
         self.outbox.notify(
-            f"Posting to X stopped for {month}: POST_MONTHLY_LIMIT={limit} posts are out. "
-            "It goes on next month, or raise the limit.",
-            key=f"posting:cap:{month}",
+            problems.for_bot(
+                f"Posting to X stopped for {month}: {self.cap} posts are out. "
+                "It goes on next month, or raise the limit.",
+                self.bot,
+            ),
+            key=self.key(f"posting:cap:{month}"),
         )
 
     def _post_slot(self, at, slot, channels, composer) -> list[Outcome]:
         for _attempt in range(REGENERATE):
             text = composer.compose(channels)
             try:
-                ids = self._claim(at, slot, text, channels)
+                ids = self._claim(at, slot, text, channels, composer.source)
             except _Taken:
                 continue
             if ids is None:
@@ -281,9 +301,11 @@ class Poster:
         """The in-flight claim a post recorded now carries: this poster, until the lease ends."""
         return self.worker, self.clock() + LEASE
 
-    def _claim(self, at, slot, text, channels) -> dict[str, int] | None:
+    def _claim(self, at, slot, text, channels, source) -> dict[str, int] | None:
+        """Own the slot and record its post pending on every channel, in one transaction; the
+        word source's `recorded(conn)` (a farm bot's reader cursor) commits with them."""
         now = self.clock()
-        key = f"{SLOT_PREFIX}{at.isoformat()}:{slot}"
+        key = self.key(f"{SLOT_PREFIX}{at.isoformat()}:{slot}")
         try:
             with self.engine.begin() as conn:
                 row = {"key": key, "value": {"hash": store.text_hash(text)}, "updated_at": now}
@@ -291,11 +313,14 @@ class Poster:
                 ids = {}
                 for channel in channels:
                     post_id = store.record_pending(
-                        conn, text=text, channel=channel, now=now, tick=at, claim=self.lease()
-                    )
+                        conn, text=text, channel=channel, now=now, tick=at, claim=self.lease(),
+                        bot=self.bot,
+                    )  # fmt: skip
                     if post_id is None:
                         raise _Taken
                     ids[channel] = post_id
+                if (recorded := getattr(source, "recorded", None)) is not None:
+                    recorded(conn)
                 return ids
         except sa.exc.IntegrityError:
             return None
@@ -308,8 +333,9 @@ class Poster:
             text = composer.compose([channel])
             with self.engine.begin() as conn:
                 post_id = store.record_pending(
-                    conn, text=text, channel=channel, now=self.clock(), tick=at, claim=self.lease()
-                )
+                    conn, text=text, channel=channel, now=self.clock(), tick=at,
+                    claim=self.lease(), bot=self.bot,
+                )  # fmt: skip
             if post_id is None:
                 continue
             outcome = self.send(post_id, text, channel, attempted=False)
@@ -382,9 +408,11 @@ class Poster:
         with self.engine.begin() as conn:
             store.release(conn, post_id, self.worker)  # any worker may retry it (or it ends)
         if exc.auth:
+            self.told = True
             problems.refused(
-                self.engine, self.outbox, channel, exc.reason, self.parts.fingerprints, self.clock()
-            )
+                self.engine, self.outbox, channel, exc.reason, self.parts.fingerprints,
+                self.clock(), bot=self.bot, fix=self.parts.credentials_fix.get(channel),
+            )  # fmt: skip
         elif exc.retry_at is not None or rate_limited(exc.__cause__):
             retry_at = exc.retry_at or now + RATE_LIMIT_FALLBACK
             self.save(store.retry_key(channel), retry_at.isoformat())

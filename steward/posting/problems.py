@@ -2,9 +2,10 @@
 
 An unattended bot that stops posting must say so: out of words, a template too long for X, an
 empty or unreadable reader timeline, X refusing the tokens. A tick that hits one of these
-records a `Problem` in the `state` row `posting.problem`; the owner is told in the chat when the
-kind of problem changes (not at every tick), in the same transaction as the row, and again when
-posting works again. /status shows the problem while it lasts.
+records a `Problem` in the `state` row `posting.problem` (a farm bot's own, prefixed: see
+store.bot_key); the owner is told in the chat when the kind of problem changes (not at every
+tick), in the same transaction as the row, and again when posting works again; a farm bot's
+messages name it. /status shows the problem while it lasts.
 """
 
 from __future__ import annotations
@@ -71,26 +72,42 @@ def reader_trouble(source) -> Problem | None:
     return Problem("reader", troubles[0], READER_FIX)
 
 
-def record(conn, outbox, problem: Problem | None, now: dt.datetime) -> bool:
+def for_bot(text: str, bot: str = store.MAIN) -> str:
+    """An owner message as `bot` says it: main's as it always was; another bot's named after
+    its leading sign ("⚠️ Bot <b>haiku</b>: ...")."""
+    if bot == store.MAIN:
+        return text
+    sign, space, rest = text.partition(" ")
+    if space and sign in ("⚠️", "✅"):
+        return f"{sign} Bot <b>{esc(bot)}</b>: {rest}"
+    return f"Bot <b>{esc(bot)}</b>: {text}"
+
+
+def record(
+    conn, outbox, problem: Problem | None, now: dt.datetime, *, bot: str = store.MAIN
+) -> bool:
     """Store the tick's problem and, when its kind changed, the message that says so, in the
     caller's transaction. True when a message was queued (wake the outbox after the commit)."""
-    was = store.load_value(conn, PROBLEM_KEY)
+    key = store.bot_key(PROBLEM_KEY, bot)
+    was = store.load_value(conn, key)
     if problem is None:
         if not was:
             return False
-        store.save_value(conn, PROBLEM_KEY, None, now)
+        store.save_value(conn, key, None, now)
         outbox.notify_in(
-            conn, "✅ Posting works again.", key=f"posting:problem:ok:{was.get('since')}"
+            conn,
+            for_bot("✅ Posting works again.", bot),
+            key=store.bot_key(f"posting:problem:ok:{was.get('since')}", bot),
         )
         return True
     if was and was.get("code") == problem.code:
         return False  # told already; the reason's details may move, the kind did not
     value = problem.to_json(now)
-    store.save_value(conn, PROBLEM_KEY, value, now)
+    store.save_value(conn, key, value, now)
     outbox.notify_in(
         conn,
-        f"⚠️ Posting is stuck: {esc(problem.reason)}\nFix: {esc(problem.fix)}",
-        key=f"posting:problem:{problem.code}:{value['since']}",
+        for_bot(f"⚠️ Posting is stuck: {esc(problem.reason)}\nFix: {esc(problem.fix)}", bot),
+        key=store.bot_key(f"posting:problem:{problem.code}:{value['since']}", bot),
         urgent=True,
     )
     return True
@@ -112,21 +129,36 @@ def refused_channels(poster) -> list[str]:
 
 
 def refused(
-    engine, outbox, channel: str, reason: str, fingerprints: dict, now: dt.datetime
+    engine,
+    outbox,
+    channel: str,
+    reason: str,
+    fingerprints: dict,
+    now: dt.datetime,
+    *,
+    bot: str = store.MAIN,
+    fix: str | None = None,
 ) -> None:
-    """Pause a channel whose credentials were refused, and say so, in one transaction."""
+    """Pause a channel whose credentials were refused, and say so, in one transaction. `fix`
+    (HTML) says what must change; main's names its variables and auth_tool.py's command."""
     fingerprint = fingerprints.get(channel)
-    names, tool = CREDENTIALS[channel]
+    if fix is None:
+        names, tool = CREDENTIALS[channel]
+        fix = (
+            f"{esc(', '.join(names))} change (get new ones with "
+            f"<code>python auth_tool.py {tool}</code>)"
+        )
     log.error("%s Posting to %s is paused until the credentials change.", reason, channel)
     with engine.begin() as conn:
-        store.save_value(conn, store.refused_key(channel), fingerprint, now)
+        store.save_value(conn, store.refused_key(channel, bot), fingerprint, now)
         outbox.notify_in(
             conn,
-            f"⚠️ {esc(reason)} Posting to {SHOWN[channel]} is paused until "
-            f"{esc(', '.join(names))} change (get new ones with "
-            f"<code>python auth_tool.py {tool}</code>). Posts wait in the store and go out "
-            "then.",
-            key=f"posting:{channel}-refused:{fingerprint}",
+            for_bot(
+                f"⚠️ {esc(reason)} Posting to {SHOWN[channel]} is paused until {fix}. "
+                "Posts wait in the store and go out then.",
+                bot,
+            ),
+            key=store.bot_key(f"posting:{channel}-refused:{fingerprint}", bot),
             urgent=True,
         )
     outbox.wake()

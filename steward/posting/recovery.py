@@ -44,7 +44,7 @@ def finish_claimed(poster: Poster) -> None:
             log.info("running the tick planned for %s, missed by a stop", planned.isoformat())
             poster.run_tick(planned, want=poster.settings.tweets_per_tick)
         return
-    claimed = scheduler.last_claim(poster.engine, store.TICK_JOB)
+    claimed = scheduler.last_claim(poster.engine, store.TICK_JOB)  # main's job
     last, skipped = poster.load(store.TICK_KEY), poster.load(store.SKIPPED_KEY)
     seen = [dt.datetime.fromisoformat(at) for at in (last and last["at"], skipped) if at]
     if claimed is None or any(at >= claimed for at in seen):
@@ -69,7 +69,7 @@ def reconcile(poster: Poster) -> int:
     the old worker may be sending it right now."""
 
     with poster.engine.connect() as conn:
-        waiting = store.pending(conn)
+        waiting = store.pending(conn, bot=poster.bot)
     now = poster.clock()
     waiting = [
         p

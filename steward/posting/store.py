@@ -1,12 +1,16 @@
 """Posting's table: every post made, per channel, from pending to sent or failed; and its cursors.
 
-Kept identical in shape to the Alembic revision 0003_posting. A post is recorded as `pending`
-before it is published, so a restart neither loses nor repeats it; `(text_hash, channel)` is
-unique, so of two workers recording the same text for a channel one gets the row and the other
-nothing. The text hash is over the normalized text (NFKC, casefolded, whitespace collapsed):
+Kept identical in shape to the Alembic revisions 0003_posting, 0011_posting and
+0014_posts_per_bot. Every bot's posts are here: `main` (configured by the environment) and the
+farm's bots, each row naming its bot; every query is scoped to one bot, so dedupe and the
+monthly cap are per bot. A post is recorded as `pending` before it is published, so a restart
+neither loses nor repeats it; `(bot, text_hash, channel)` is unique, so of two workers recording
+the same text for a bot's channel one gets the row and the other nothing. The post's id (unique
+over all bots) keys its publishing: Bluesky's record key and Mastodon's Idempotency-Key.
+The text hash is over the normalized text (NFKC, casefolded, whitespace collapsed):
 "Hello  World" and "hello world" are the same post to a reader, and to X's duplicate check.
 Small values that must survive a restart (the reader timeline's cursor and words) live in the
-shared `state` table.
+shared `state` table, under keys made by `bot_key`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from sqlalchemy.engine import Connection
 from steward import db
 from steward.db import UTCDateTime, metadata
 
-# Keys of posting's rows in the shared `state` table.
+MAIN = "main"  # the bot configured by the environment
+
+# Keys of posting's rows in the shared `state` table (main's; another bot's: see bot_key).
 TICK_KEY = "posting.tick"  # {"at": iso, "want": n, "done": bool}: the last tick begun
 SKIPPED_KEY = "posting.tick.skipped"  # iso time of the last tick skipped (paused, all blocked)
 TICK_JOB = "posting.tick"  # the scheduler's job, whose claims name the ticks due
@@ -45,9 +51,11 @@ posts = sa.Table(
         primary_key=True,
         autoincrement=True,
     ),
+    sa.Column("bot", sa.String(64), nullable=False, server_default=MAIN),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("text_hash", sa.String(64), nullable=False),
-    sa.Column("channel", sa.String(16), nullable=False),
+    # A network, or a farm bot's target with its chat ("telegram:@channel").
+    sa.Column("channel", sa.String(64), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("remote_id", sa.String(300), nullable=True),  # a Bluesky at:// URI is long
     sa.Column("url", sa.String(500), nullable=True),
@@ -62,10 +70,10 @@ posts = sa.Table(
     # worker leaves an in-flight post alone while the old one may still be sending it).
     sa.Column("claimed_by", sa.String(200), nullable=True),
     sa.Column("lease_until", UTCDateTime(), nullable=True),
-    # Leading with text_hash, it also serves "was this text ever used" lookups.
-    sa.UniqueConstraint("text_hash", "channel", name="uq_posts_text_hash_channel"),
+    # Leading with (bot, text_hash), it also serves "did this bot ever use this text" lookups.
+    sa.UniqueConstraint("bot", "text_hash", "channel", name="uq_posts_bot_text_hash_channel"),
     sa.Index("ix_posts_state_id", "state", "id"),
-    sa.Index("ix_posts_channel_created_at", "channel", "created_at"),
+    sa.Index("ix_posts_bot_channel_created_at", "bot", "channel", "created_at"),
 )
 
 
@@ -85,6 +93,7 @@ class Post:
     attempts: int = 0
     claimed_by: str | None = None
     lease_until: dt.datetime | None = None
+    bot: str = MAIN
 
 
 def normalize(text: str) -> str:
@@ -100,7 +109,8 @@ def text_hash(text: str) -> str:
 def _used_query(channels: tuple[str, ...] | None) -> sa.Select:
     """Built once per channel set: building the statement costs more than running it."""
     query = sa.select(posts.c.text_hash).where(
-        posts.c.text_hash.in_(sa.bindparam("hashes", expanding=True))
+        posts.c.bot == sa.bindparam("bot"),
+        posts.c.text_hash.in_(sa.bindparam("hashes", expanding=True)),
     )
     if channels is not None:
         query = query.where(posts.c.channel.in_(channels))
@@ -108,18 +118,24 @@ def _used_query(channels: tuple[str, ...] | None) -> sa.Select:
 
 
 def used_hashes(
-    conn: Connection, hashes: Iterable[str], channels: Iterable[str] | None = None
+    conn: Connection,
+    hashes: Iterable[str],
+    channels: Iterable[str] | None = None,
+    *,
+    bot: str = MAIN,
 ) -> set[str]:
-    """Which of `hashes` were already recorded (on any of `channels`; None means any channel)."""
+    """Which of `hashes` `bot` already recorded (on any of `channels`; None: any channel)."""
     wanted = list(hashes)
     if not wanted:
         return set()
     key = None if channels is None else tuple(sorted(set(channels)))
-    return set(conn.scalars(_used_query(key), {"hashes": wanted}))
+    return set(conn.scalars(_used_query(key), {"hashes": wanted, "bot": bot}))
 
 
-def is_used(conn: Connection, text_hash: str, channels: Iterable[str] | None = None) -> bool:
-    return bool(used_hashes(conn, [text_hash], channels))
+def is_used(
+    conn: Connection, text_hash: str, channels: Iterable[str] | None = None, *, bot: str = MAIN
+) -> bool:
+    return bool(used_hashes(conn, [text_hash], channels, bot=bot))
 
 
 def record_pending(
@@ -130,14 +146,16 @@ def record_pending(
     now: dt.datetime,
     tick: dt.datetime | None = None,
     claim: tuple[str, dt.datetime] | None = None,
+    bot: str = MAIN,
 ) -> int | None:
-    """Record a post about to be published; None when this text was already recorded there.
+    """Record a post about to be published; None when `bot` already recorded this text there.
 
     `claim` is (worker, lease end): the post is recorded as claimed by that worker, its first
     attempt begun, so that nobody else publishes it while the lease holds."""
-    if channel not in CHANNELS:
+    if channel.partition(":")[0] not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
     values = {
+        "bot": bot,
         "text": text,
         "text_hash": text_hash(text),
         "channel": channel,
@@ -223,9 +241,12 @@ def mark_skipped(conn: Connection, post_id: int, *, reason: str) -> bool:
     return _finish(conn, post_id, "skipped", error=reason)
 
 
-def month_count(conn: Connection, month_start: dt.datetime, channel: str = "x") -> int:
-    """Posts on `channel` sent or on their way since `month_start` (for POST_MONTHLY_LIMIT)."""
+def month_count(
+    conn: Connection, month_start: dt.datetime, channel: str = "x", *, bot: str = MAIN
+) -> int:
+    """`bot`'s posts on `channel` sent or on their way since `month_start` (its monthly cap)."""
     query = sa.select(sa.func.count()).where(
+        posts.c.bot == bot,
         posts.c.channel == channel,
         posts.c.state.in_(("pending", "sent")),
         posts.c.created_at >= month_start,
@@ -237,18 +258,24 @@ def _post(row: Any) -> Post:
     return Post(**{c.name: getattr(row, c.name) for c in posts.columns})
 
 
-def recent(conn: Connection, limit: int = 10) -> list[Post]:
-    """The newest posts first, on every channel and in every state."""
-    query = sa.select(posts).order_by(posts.c.id.desc()).limit(limit)
+def recent(conn: Connection, limit: int = 10, *, bot: str = MAIN) -> list[Post]:
+    """`bot`'s newest posts first, on every channel and in every state."""
+    query = sa.select(posts).where(posts.c.bot == bot).order_by(posts.c.id.desc()).limit(limit)
     return [_post(r) for r in conn.execute(query)]
 
 
 def pending(
-    conn: Connection, channel: str | None = None, *, free_at: dt.datetime | None = None
+    conn: Connection,
+    channel: str | None = None,
+    *,
+    free_at: dt.datetime | None = None,
+    bot: str = MAIN,
 ) -> list[Post]:
-    """Posts recorded but not yet published (left by a stop mid-tick), oldest first; with
-    `free_at`, only those nobody holds a lease on at that time (whose claimant is gone)."""
-    query = sa.select(posts).where(posts.c.state == "pending").order_by(posts.c.id)
+    """`bot`'s posts recorded but not yet published (left by a stop mid-tick), oldest first;
+    with `free_at`, only those nobody holds a lease on at that time (whose claimant is gone)."""
+    query = (
+        sa.select(posts).where(posts.c.bot == bot, posts.c.state == "pending").order_by(posts.c.id)
+    )
     if free_at is not None:
         query = query.where(sa.or_(posts.c.lease_until.is_(None), posts.c.lease_until < free_at))
     if channel is not None:
@@ -280,9 +307,23 @@ def forget_state(conn: Connection, prefix: str, before: dt.datetime) -> None:
     conn.execute(query)
 
 
-def refused_key(channel: str) -> str:
-    return X_AUTH_KEY if channel == "x" else f"posting.{channel}.refused"
+def bot_key(key: str, bot: str = MAIN) -> str:
+    """The one place a bot's `state` and outbox keys are named: main keeps the keys a deployed
+    store already has; another bot's are prefixed (`farm.haiku.posting.tick`), so its tick,
+    slots, pause, per-channel holds, problems and owner alerts are its own."""
+    return key if bot == MAIN else f"farm.{bot}.{key}"
 
 
-def retry_key(channel: str) -> str:
-    return X_RETRY_KEY if channel == "x" else f"posting.{channel}.retry_at"
+def forget_bot(conn: Connection, bot: str) -> None:
+    """Drop a removed bot's posting state rows (never main's; its posts stay)."""
+    if bot != MAIN:
+        prefix = bot_key("posting", bot)
+        conn.execute(sa.delete(db.state).where(db.state.c.key.startswith(prefix)))
+
+
+def refused_key(channel: str, bot: str = MAIN) -> str:
+    return bot_key(X_AUTH_KEY if channel == "x" else f"posting.{channel}.refused", bot)
+
+
+def retry_key(channel: str, bot: str = MAIN) -> str:
+    return bot_key(X_RETRY_KEY if channel == "x" else f"posting.{channel}.retry_at", bot)

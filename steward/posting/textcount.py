@@ -136,9 +136,11 @@ def fits(text: str, channel: str) -> bool:
     """Whether `text` can be published on `channel` as it is.
 
     A dry run is held to X's rule, the strictest, so what it shows could be posted anywhere.
+    A farm bot's channel may name its chat ("telegram:@channel"): the network's rule holds.
     """
     if not text.strip():
         return False
+    channel = channel.partition(":")[0]
     if channel in ("x", "dry-run"):
         return not _INVALID.search(text) and x_length(text) <= X_LIMIT
     if channel == "telegram":

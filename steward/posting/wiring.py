@@ -67,6 +67,9 @@ class Parts:
     x_fingerprint: str | None  # identifies the X credentials without revealing them
     # Each network's credentials' fingerprint: a refusal pauses the channel until they change.
     fingerprints: dict[str, str] = field(default_factory=dict)
+    # Per channel, what must change when its credentials are refused (HTML): a farm bot's own
+    # command. Main's (none here) names its variables and auth_tool.py (problems.refused).
+    credentials_fix: dict[str, str] = field(default_factory=dict)
 
 
 def credentials_fingerprint(credentials: tuple[str, ...], api_url: str) -> str:

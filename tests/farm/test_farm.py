@@ -10,7 +10,7 @@ from steward.farm import bots as farm_bots
 from steward.farm import secrets
 from steward.farm.bots import Bot
 from steward.farm.job import Farm
-from steward.farm.store import farm_posts
+from steward.posting.store import posts as posts_table
 from tests.clock import Clock
 from tests.posting.helpers import outbox_rows, services
 
@@ -118,8 +118,8 @@ def test_a_tick_rerun_after_a_crash_makes_no_slot_twice(engine, fake, key):
     # A crash after X took the posts but before they were marked: the rows are pending again,
     # and a worker runs the same tick again (its lease ran out).
     with engine.begin() as conn:
-        conn.execute(sa.update(farm_posts).values(state="pending", sent_at=None))
-        tick = conn.scalar(sa.select(farm_posts.c.tick))
+        conn.execute(sa.update(posts_table).values(state="pending", sent_at=None))
+        tick = conn.scalar(sa.select(posts_table.c.tick))
     from steward.farm import leases
 
     with engine.begin() as conn:
@@ -127,7 +127,7 @@ def test_a_tick_rerun_after_a_crash_makes_no_slot_twice(engine, fake, key):
     farm.run_due()
     assert len(fake.posts) == 3
     with engine.connect() as conn:
-        states = conn.scalars(sa.select(farm_posts.c.state)).all()
+        states = conn.scalars(sa.select(posts_table.c.state)).all()
     assert states == ["sent", "sent", "sent"]
 
 
@@ -138,5 +138,5 @@ def test_paused_bots_post_nothing_and_move_on(engine, fake, key):
         farm_bots.add(conn, Bot("poet", "%s!", words="rain", paused=True), clock())
     assert farm.run_due() == 1
     with engine.connect() as conn:
-        assert conn.scalar(sa.select(sa.func.count()).select_from(farm_posts)) == 0
+        assert conn.scalar(sa.select(sa.func.count()).select_from(posts_table)) == 0
         assert farm_bots.stats(conn, "poet", clock()).next_post is None

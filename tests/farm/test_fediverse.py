@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from steward import db
 from steward.farm import bots as farm_bots
 from steward.farm.job import Farm
-from steward.farm.store import farm_posts
+from steward.posting.store import posts as posts_table
 from steward.posting.textcount import fits
 from tests.clock import Clock
 from tests.fakes.bluesky_api import FakeBluesky
@@ -66,7 +66,7 @@ def add_poet(bots_cli, monkeypatch, key, mastodon, bluesky, **secrets: str) -> s
 
 def posts(engine) -> list[sa.Row]:
     with engine.connect() as conn:
-        return conn.execute(sa.select(farm_posts).order_by(farm_posts.c.id)).all()
+        return conn.execute(sa.select(posts_table).order_by(posts_table.c.id)).all()
 
 
 def farm_at(engine, clock, key: str) -> Farm:
@@ -104,7 +104,7 @@ def test_a_post_left_pending_by_a_crash_goes_out_once_on_each_network(
     assert farm.run_due() == 1
     # As if the worker died after both networks took the post but before it was marked sent.
     with engine.begin() as conn:
-        conn.execute(sa.update(farm_posts).values(state="pending", remote_id=None))
+        conn.execute(sa.update(posts_table).values(state="pending", remote_id=None))
     clock.advance(minutes=61)
     assert farm_at(engine, clock, key).run_due() == 1  # a fresh worker, as after a restart
     assert len(mastodon.statuses) == 2 and len(bluesky.posts) == 2  # one new, none repeated
@@ -134,17 +134,27 @@ def test_a_missing_token_names_the_command_and_the_owner_hears_it_once(
     assert bluesky.posts == []
 
 
-def test_a_revoked_mastodon_token_fails_the_post_and_tells_the_owner(
+def test_a_revoked_mastodon_token_pauses_mastodon_and_tells_the_owner_once_by_name(
     bots_cli, monkeypatch, key, engine, mastodon, bluesky
 ):
     add_poet(bots_cli, monkeypatch, key, mastodon, bluesky, mastodon_access_token="revoked")
     clock = Clock(db.utcnow() + dt.timedelta(minutes=1))
-    farm_at(engine, clock, key).run_due()
+    farm = farm_at(engine, clock, key)
+    farm.run_due()
     assert mastodon.statuses == [] and len(bluesky.posts) == 1
     states = {r.channel: r.state for r in posts(engine)}
-    assert states == {"bluesky": "sent", "mastodon": "failed"}
+    assert states == {"bluesky": "sent", "mastodon": "pending"}  # it waits for a new token
+    clock.advance(minutes=61)
+    farm.run_due()  # Mastodon stays paused; Bluesky goes on
+    assert mastodon.statuses == [] and len(bluesky.posts) == 2
     [told] = [r.text for r in outbox_rows(engine) if "poet" in r.text]
-    assert "Mastodon refused the access token (401)" in told and "revoked" not in told
+    assert told.startswith("⚠️ Bot <b>poet</b>: Mastodon refused the access token (401)")
+    assert "bots secret poet mastodon_access_token" in told and "revoked" not in told
+    store_secret(bots_cli, monkeypatch, key, "mastodon_access_token", "poet-token")
+    clock.advance(minutes=61)
+    farm.run_due()  # the new token: the waiting post goes out, then the tick's own
+    assert len(mastodon.statuses) == 2 and len(bluesky.posts) == 3
+    assert {r.state for r in posts(engine)} == {"sent"}
 
 
 def test_an_api_url_that_is_not_one_is_refused_with_one_line(bots_cli, monkeypatch, key):

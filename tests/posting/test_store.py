@@ -163,6 +163,6 @@ def test_it_migrates_to_the_same_table_the_store_declares(engine):
     columns = {c["name"] for c in inspector.get_columns("posts")}
     assert columns == {c.name for c in store.posts.columns}
     uniques = [u["column_names"] for u in inspector.get_unique_constraints("posts")]
-    assert ["text_hash", "channel"] in uniques
+    assert ["bot", "text_hash", "channel"] in uniques
     indexes = {i["name"] for i in inspector.get_indexes("posts")}
-    assert {"ix_posts_state_id", "ix_posts_channel_created_at"} <= indexes
+    assert {"ix_posts_state_id", "ix_posts_bot_channel_created_at"} <= indexes
