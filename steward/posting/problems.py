@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from steward.posting import store
 from steward.posting.compose import ComposeError
+from steward.posting.reader import READER_FIX
 from steward.posting.sources import SourceError
 from steward.posting.wiring import CREDENTIALS, SHOWN
 from steward.telegram.formatting import esc
@@ -23,10 +24,6 @@ log = logging.getLogger("steward.posting")
 
 PROBLEM_KEY = "posting.problem"  # {"code", "reason", "fix", "since"} while posting is stuck
 
-READER_FIX = (
-    "Check the reader account's tokens X_READER_ACCESS_TOKEN and X_READER_ACCESS_SECRET "
-    "(new ones with python auth_tool.py x), or unset them to use the other word sources."
-)
 FIXES = {
     "no-words": "Give words: POST_WORDS, POST_FEED_URL or a reader timeline that has posts.",
     "too-long": "Shorten POST_TEMPLATE or the words (X counts at most 280 characters).",
@@ -63,7 +60,9 @@ def from_error(exc: ComposeError | SourceError, channel: str | None = None) -> P
 
 
 def reader_trouble(source) -> Problem | None:
-    """The reader timeline failing while kept words still serve (they will run out)."""
+    """A source that says the reader's timeline fails while kept words still serve. Main's
+    timeline words come from the shared reader's store (reader.py), which tells the owner
+    itself, so they carry no `problem`; a source of another kind still may."""
     found = [getattr(source, "problem", None), *getattr(source, "problems", [])]
     troubles = [p for p in found if p and "reader" in p]
     if not troubles:
@@ -75,10 +74,14 @@ def record(conn, outbox, problem: Problem | None, now: dt.datetime) -> bool:
     """Store the tick's problem and, when its kind changed, the message that says so, in the
     caller's transaction. True when a message was queued (wake the outbox after the commit)."""
     was = store.load_value(conn, PROBLEM_KEY)
+    # The reader's own messages (reader.record) say when it breaks and when it reads again,
+    # once for every writer: posting records a reader problem for /status but tells nothing.
     if problem is None:
         if not was:
             return False
         store.save_value(conn, PROBLEM_KEY, None, now)
+        if was.get("code") == "reader":
+            return False
         outbox.notify_in(
             conn, "✅ Posting works again.", key=f"posting:problem:ok:{was.get('since')}"
         )
@@ -87,6 +90,8 @@ def record(conn, outbox, problem: Problem | None, now: dt.datetime) -> bool:
         return False  # told already; the reason's details may move, the kind did not
     value = problem.to_json(now)
     store.save_value(conn, PROBLEM_KEY, value, now)
+    if problem.code == "reader":
+        return False
     outbox.notify_in(
         conn,
         f"⚠️ Posting is stuck: {esc(problem.reason)}\nFix: {esc(problem.fix)}",
