@@ -225,16 +225,17 @@ class SharedTimelineSource:
     recent timeline instead); words are not messages, and nothing is posted twice.
     """
 
-    def __init__(self, engine: Engine, writer: str = MAIN) -> None:
+    def __init__(self, engine: Engine, writer: str = MAIN, *, advance: bool = True) -> None:
         self.engine = engine
         self.writer = writer
+        self.advance = advance  # False for a preview (`post --dry-run`, /post's drafts)
 
     def words(self) -> list[str]:
         from steward.posting.sources import SourceError
 
         with self.engine.begin() as conn:
             words, cursor = draw(conn, self.writer)
-            if cursor is not None:
+            if cursor is not None and self.advance:
                 advance(conn, self.writer, cursor)
             broken = trouble(conn) if not words else None
         if broken:

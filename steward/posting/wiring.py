@@ -61,7 +61,8 @@ DRY_RUN_HINT = f"dry-run: set {', '.join(X_VARIABLES)} to post to X"
 class Parts:
     template: Template
     template_shown: str  # for the summary: "default", "printf", "tracery", ...
-    words: Callable[[dt.datetime], WordSource]  # the word source for one tick
+    # The word source for one tick; `preview=True` for a draft that must not use words up.
+    words: Callable[..., WordSource]
     words_shown: str
     publishers: dict[str, Publisher]  # channel name -> publisher, in publishing order
     x_fingerprint: str | None  # identifies the X credentials without revealing them
@@ -224,12 +225,12 @@ def _word_sources(
         # reader's unit reads the timeline once per interval for main and the farm's bots alike.
         shown.append("the reader's timeline")
     if not fixed and not reads:
-        return (lambda _tick: BundledSource()), "the bundled words"
+        return (lambda _tick, **_: BundledSource()), "the bundled words"
 
-    def words(tick: dt.datetime) -> WordSource:
+    def words(tick: dt.datetime, *, preview: bool = False) -> WordSource:
         sources = list(fixed)
         if reads:
-            sources.append(SharedTimelineSource(engine))
+            sources.append(SharedTimelineSource(engine, advance=not preview))
         return sources[0] if len(sources) == 1 else MergedSource(sources)
 
     return words, " + ".join(shown)

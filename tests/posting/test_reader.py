@@ -169,3 +169,22 @@ def test_a_writer_without_a_cursor_starts_at_the_newest_words(engine):
         newest = conn.scalar(sa.select(sa.func.max(farm_words.c.id)))
     assert len(words) == reader.DRAWN and words[-1] == f"word{reader.DRAWN + 49:04d}"
     assert cursor == newest
+
+
+def test_a_preview_draws_main_s_words_without_using_them_up(engine, fake, key):
+    from steward.posting import manual
+
+    clock = Clock(START)
+    main, farm = world(engine, fake, key, clock)
+    fake.add_timeline_post("99", "Lanterns orchards meadows harbours")
+    farm.run_due()
+    [text] = manual.preview(main, 1)  # `post --dry-run`, and each of /post's drafts
+    assert set(re.findall(r"\w+", text.lower())) - {"and"} <= stored_words(engine)
+    with engine.connect() as conn:
+        assert (
+            conn.scalar(sa.select(farm_cursors.c.word_id).where(farm_cursors.c.bot == "main"))
+            is None
+        )
+    main.scheduled_tick(clock())
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(farm_cursors.c.word_id).where(farm_cursors.c.bot == "main"))
