@@ -81,6 +81,9 @@ class Farm:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.ensure_reader)
+        # Main's first tick may run as soon as the scheduler starts (after every feature's
+        # start): a due read comes first, so that tick has the timeline's words.
+        await asyncio.to_thread(self.read_if_due)
         if self.services.demo:
             await asyncio.to_thread(self._demo_bots)
         self._task = asyncio.create_task(self._loop(), name="farm")
@@ -159,6 +162,15 @@ class Farm:
             for name, template, words in DEMO_BOTS:
                 bot = farm_bots.Bot(name, template, interval_min=1, words=words)
                 farm_bots.add(conn, bot, self.clock())
+
+    def read_if_due(self) -> None:
+        units = leases.claim(
+            self.engine, self.owner, now=self.clock(), lease=self.lease, limit=1,
+            kinds=[reader.UNIT_KIND], keys=[reader.UNIT_KEY],
+        )  # fmt: skip
+        for unit in units:
+            self._hold(unit)
+            self.run_unit(unit)
 
     def ensure_reader(self) -> None:
         """The reader's unit exists whenever its account is set, bots or not: main reads too."""

@@ -188,3 +188,16 @@ def test_a_preview_draws_main_s_words_without_using_them_up(engine, fake, key):
     main.scheduled_tick(clock())
     with engine.connect() as conn:
         assert conn.scalar(sa.select(farm_cursors.c.word_id).where(farm_cursors.c.bot == "main"))
+
+
+async def test_the_first_read_comes_at_start_before_main_s_first_tick(engine, fake, key):
+    clock = Clock(START)
+    main, farm = world(engine, fake, key, clock)
+    fake.add_timeline_post("99", "Lanterns orchards meadows harbours")
+    await farm.start()  # the worker starts every feature, then the scheduler's first tick
+    try:
+        assert len(timeline_reads(fake)) == 1
+        main.scheduled_tick(clock())
+    finally:
+        await farm.stop()
+    assert [p["user_id"] for p in fake.posts] == ["42"] and owner_messages(engine) == []
