@@ -26,6 +26,7 @@ STORE_MODULES = (
     "steward.telegram.store",
     "steward.telegram.dialog_store",
     "steward.posting.store",
+    "steward.posting.reader",
     "steward.training.store",
     "steward.monitoring.store",
     "steward.farm.store",

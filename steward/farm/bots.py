@@ -8,6 +8,7 @@ configured by the environment is `main`: it is posting's own, shown here and man
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -22,6 +23,7 @@ UNIT_KIND = "bot"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _CHAT = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,})$")
 NETWORKS = ("x", "telegram", "mastodon", "bluesky", "dry-run")
+FIT_TRIES = 20  # renders with one-letter words to find a template's shortest text
 
 
 class BotError(Exception):
@@ -104,7 +106,7 @@ def validate(bot: Bot) -> Bot:
 
     check_name(bot.name)
     try:
-        parse_template(bot.template)
+        template = parse_template(bot.template)
     except TemplateError as exc:
         raise BotError(f"--template: {exc}") from None
     if not 1 <= bot.interval_min <= 7 * 24 * 60:
@@ -120,7 +122,33 @@ def validate(bot: Bot) -> Bot:
     if bot.monthly_limit < 0:
         raise BotError("--monthly-limit is a whole number, 0 for no cap")
     bot.targets = parse_targets(bot.targets)
+    _check_fits(template, bot.targets)
     return bot
+
+
+def _check_fits(template, targets: list[str]) -> None:
+    """A template whose shortest texts (one-letter words) are too long for a target can never
+    post there: refuse it now rather than at every tick (a bot's post goes to all its targets)."""
+    from steward.posting.templates import TemplateError, WordPicker
+    from steward.posting.textcount import fits, x_length
+
+    networks = [t.partition(":")[0] for t in targets if t != "dry-run"]
+    rng, picker, shortest = random.Random(0), WordPicker(["a"]), None
+    for _ in range(FIT_TRIES):
+        try:
+            text = template.render(picker, rng).strip()
+        except TemplateError:
+            continue
+        if all(fits(text, network) for network in networks):
+            return
+        if shortest is None or x_length(text) < x_length(shortest):
+            shortest = text
+    if shortest is not None:
+        too_long = [n for n in networks if not fits(shortest, n)]
+        raise BotError(
+            f"--template makes texts of at least {x_length(shortest)} characters even with "
+            f"one-letter words, too long for {' and '.join(too_long)}"
+        )
 
 
 def _bot(row) -> Bot:
@@ -165,6 +193,75 @@ def add(conn: Connection, bot: Bot, now: dt.datetime, *, replace: bool = False) 
         # A new writer starts at the reader's newest word: what came before is others' past.
         newest = conn.scalar(sa.select(sa.func.max(farm_words.c.id))) or 0
         conn.execute(sa.insert(farm_cursors).values(bot=bot.name, word_id=newest))
+
+
+def edit(conn: Connection, name: str, changes: dict, now: dt.datetime) -> list[str]:
+    """Change some of a bot's settings (Bot field -> new value), checked as `add` checks a new
+    bot; its posts, dedupe, cursor and tokens stay. Returns one line per setting changed.
+
+    A new interval moves the next tick onto the new grid from the last one (last due + new
+    interval; at once if that is past), unless the tick is running now: it then finishes on the
+    old grid and the ticks after it follow the new interval.
+    """
+    old = get(conn, name)
+    new = validate(Bot(**(old.spec() | changes)))
+    lines = [_changed(field, before, after) for field, before, after in _diff(old, new)]
+    if not lines:
+        return []
+    values = new.spec()
+    values.pop("paused")  # pause and resume are their own commands
+    conn.execute(sa.update(bots).where(bots.c.name == name).values(**values))
+    if new.interval_min != old.interval_min:
+        due = leases.due_at(conn, UNIT_KIND, name)
+        if due is not None:
+            last = due - dt.timedelta(minutes=old.interval_min)
+            leases.reschedule(
+                conn, UNIT_KIND, name, last + dt.timedelta(minutes=new.interval_min), now=now
+            )
+    if new.reads_timeline and not old.reads_timeline:
+        # Like a new writer, it starts at the reader's newest word: the timeline's past is not
+        # a backlog it owes.
+        newest = conn.scalar(sa.select(sa.func.max(farm_words.c.id))) or 0
+        conn.execute(
+            sa.update(farm_cursors).where(farm_cursors.c.bot == name).values(word_id=newest)
+        )
+    return lines
+
+
+_SHOWN = {
+    "template": "template",
+    "interval_min": "interval (min)",
+    "per_tick": "posts per tick",
+    "targets": "targets",
+    "monthly_limit": "monthly limit",
+}
+
+
+def _source(bot: Bot) -> str:
+    if bot.words is not None:
+        return f"its own words ({bot.words})"
+    if bot.feed_url is not None:
+        return f"the feed {bot.feed_url}"
+    return "the shared reader's timeline"
+
+
+def _diff(old: Bot, new: Bot) -> list[tuple[str, object, object]]:
+    out = [
+        (field, getattr(old, field), getattr(new, field))
+        for field in _SHOWN
+        if getattr(old, field) != getattr(new, field)
+    ]
+    if _source(old) != _source(new):
+        out.append(("words", _source(old), _source(new)))
+    return out
+
+
+def _changed(field: str, before, after) -> str:
+    if field == "targets":
+        before, after = ", ".join(before), ", ".join(after)
+    if field == "monthly_limit":
+        before, after = (v or "no cap" for v in (before, after))
+    return f"{_SHOWN.get(field, field)}: {before} -> {after}"
 
 
 def set_paused(conn: Connection, name: str, paused: bool, now: dt.datetime) -> bool:

@@ -1,4 +1,4 @@
-"""`python bot.py bots ...`: create, list, show, pause, resume, remove, export, import bots."""
+"""`python bot.py bots ...`: add, edit, list, show, pause, resume, remove, export, import bots."""
 
 from __future__ import annotations
 
@@ -29,6 +29,17 @@ def add_parser(sub) -> None:
     source.add_argument("--feed", help="an RSS/Atom feed whose words it uses")
     add.add_argument("--to", default="dry-run", help="x,telegram:@chan,mastodon,bluesky")
     add.add_argument("--monthly-limit", type=int, default=0, help="most X posts a month")
+    edit = cmd.add_parser("edit", help="change a bot's settings (its posts and cursor stay)")
+    edit.add_argument("name")
+    edit.add_argument("--template", help="printf %%s, {word} slots or Tracery")
+    edit.add_argument("--interval", type=int, help="minutes between ticks")
+    edit.add_argument("--per-tick", type=int, help="posts per tick")
+    source = edit.add_mutually_exclusive_group()
+    source.add_argument("--words", help="its own words, separated by commas")
+    source.add_argument("--feed", help="an RSS/Atom feed whose words it uses")
+    source.add_argument("--reader", action="store_true", help="the shared reader's timeline")
+    edit.add_argument("--to", help="x,telegram:@chan,mastodon,bluesky")
+    edit.add_argument("--monthly-limit", type=int, help="most X posts a month, 0 for no cap")
     cmd.add_parser("list", help="every bot, one line each")
     for action, text in (
         ("show", "a bot's settings and stats"),
@@ -91,12 +102,64 @@ def _add(engine, settings, args) -> int:
         f"added {bot.name}: {bot.per_tick} post(s) every {bot.interval_min} min to "
         f"{', '.join(bot.targets)}"
     )
-    networks = {t.split(":")[0] for t in bot.targets}
+    _next_steps(bot.name, {t.split(":")[0] for t in bot.targets})
+    return 0
+
+
+def _next_steps(name: str, networks: set[str]) -> None:
+    """What to run so that the bot can post to these networks: their tokens."""
     if "x" in networks:
-        print(f"next: python auth_tool.py x --bot {bot.name}  (stores its tokens, encrypted)")
+        print(f"next: python auth_tool.py x --bot {name}  (stores its tokens, encrypted)")
     for network in sorted(networks & set(ACCOUNT_SECRETS)):
         for key in ACCOUNT_SECRETS[network]:
-            print(f"next: python bot.py bots secret {bot.name} {key}")
+            print(f"next: python bot.py bots secret {name} {key}")
+
+
+EDITABLE = ("template", "interval", "per_tick", "words", "feed", "reader", "to", "monthly_limit")
+
+
+def _edit(engine, settings, args) -> int:
+    from steward.db import utcnow
+    from steward.farm import leases
+    from steward.timeutil import local
+
+    given = {k: v for k in EDITABLE if (v := getattr(args, k)) is not None and v is not False}
+    if not given:
+        options = ", ".join(f"--{k.replace('_', '-')}" for k in EDITABLE)
+        raise BotError(f"nothing to change: give one or more of {options}")
+    changes = {
+        field: given[option]
+        for option, field in (
+            ("template", "template"),
+            ("interval", "interval_min"),
+            ("per_tick", "per_tick"),
+            ("monthly_limit", "monthly_limit"),
+        )
+        if option in given
+    }
+    if "to" in given:
+        changes["targets"] = farm_bots.parse_targets(given["to"])
+    if {"words", "feed", "reader"} & set(given):
+        changes["words"], changes["feed_url"] = given.get("words"), given.get("feed")
+    with engine.begin() as conn:
+        before = farm_bots.get(conn, args.name)
+        lines = farm_bots.edit(conn, args.name, changes, utcnow())
+        due = leases.due_at(conn, farm_bots.UNIT_KIND, args.name)
+    if not lines:
+        print(f"{args.name}: nothing changed")
+        return 0
+    print(f"edited {args.name}:")
+    for line in lines:
+        print(f"  {line}")
+    moved = changes.get("interval_min", before.interval_min) != before.interval_min
+    if moved and due is not None and not before.paused:
+        print(f"  next tick: {local(due, settings.tz)}")
+    if "targets" in changes:
+        _next_steps(
+            args.name,
+            {t.split(":")[0] for t in changes["targets"]}
+            - {t.split(":")[0] for t in before.targets},
+        )
     return 0
 
 
@@ -199,6 +262,7 @@ ACCOUNT_SECRETS = {
 
 ACTIONS = {
     "add": _add,
+    "edit": _edit,
     "list": _list,
     "show": _show,
     "pause": _pause,

@@ -23,10 +23,12 @@ import sqlalchemy as sa
 
 from steward import logs
 from steward.farm import bots as farm_bots
-from steward.farm import leases, reader, secrets
+from steward.farm import leases, secrets
+from steward.farm import reader as farm_reader
 from steward.farm.bots import UNIT_KIND as BOT
 from steward.farm.posting_adapter import TickError, build_poster, publishers_key, run_tick
 from steward.features import Feature, Services
+from steward.posting import reader
 from steward.telegram.formatting import esc
 
 if TYPE_CHECKING:
@@ -69,14 +71,13 @@ class Farm:
         self._posters: dict[str, tuple[str, Poster]] = {}
 
     def _reader_client(self):
-        from steward.posting.wiring import LazyClient
+        from steward.config import ConfigError
+        from steward.posting.wiring import reader_client
 
-        s = self.settings
-        parts = (s.x_consumer_key, s.x_consumer_secret, s.x_reader_access_token)
-        if None in (*parts, s.x_reader_access_secret):
+        try:
+            return reader_client(self.settings)
+        except ConfigError:  # half-set tokens: posting stops the worker with that sentence
             return None
-        creds = [p.get_secret_value() for p in (*parts, s.x_reader_access_secret)]
-        return LazyClient(*creds, api_url=s.x_api_url)
 
     @property
     def reader_every(self) -> dt.timedelta:
@@ -86,6 +87,9 @@ class Farm:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.ensure_reader)
+        # Main's first tick may run as soon as the scheduler starts (after every feature's
+        # start): a due read comes first, so that tick has the timeline's words.
+        await asyncio.to_thread(self.read_if_due)
         if self.services.demo:
             await asyncio.to_thread(self._demo_bots)
         self._task = asyncio.create_task(self._loop(), name="farm")
@@ -172,7 +176,17 @@ class Farm:
                 bot = farm_bots.Bot(name, template, interval_min=1, words=words)
                 farm_bots.add(conn, bot, self.clock())
 
+    def read_if_due(self) -> None:
+        units = leases.claim(
+            self.engine, self.owner, now=self.clock(), lease=self.lease, limit=1,
+            kinds=[reader.UNIT_KIND], keys=[reader.UNIT_KEY],
+        )  # fmt: skip
+        for unit in units:
+            self._hold(unit)
+            self.run_unit(unit)
+
     def ensure_reader(self) -> None:
+        """The reader's unit exists whenever its account is set, bots or not: main reads too."""
         if self.reader_client is not None:
             with self.engine.begin() as conn:
                 leases.ensure(conn, reader.UNIT_KIND, reader.UNIT_KEY, self.clock())
@@ -194,28 +208,14 @@ class Farm:
         now = self.clock()
         if self.reader_client is None:  # the reader's tokens were unset since
             with self.engine.begin() as conn:
-                leases.remove(conn, reader.UNIT_KIND, reader.UNIT_KEY)
+                reader.forget(conn, now)
             return
-        error = None
-        try:
-            reader.read(self.engine, self.reader_client, grab=self.settings.tweet_grab, now=now)
-        except reader.ReaderError as exc:
-            error = str(exc)
-            log.warning("farm: %s", error)
-        with self.engine.begin() as conn:
-            if (
-                leases.finish(
-                    conn,
-                    unit,
-                    next_due=leases.next_due(unit.due_at, self.reader_every, now),
-                    now=now,
-                )
-                and error
-            ):
-                day = now.date().isoformat()
-                self.outbox.notify_in(
-                    conn, f"⚠️ Farm reader: {esc(error)}", key=f"farm:reader:{day}"
-                )
+        # The read, the unit's finish and the owner's message when the reader broke or reads
+        # again: posting/reader.py (main is a writer too; the owner hears it once, not per bot).
+        reader.run_unit(
+            self.engine, self.reader_client, self.outbox, unit,
+            grab=self.settings.tweet_grab, every=self.reader_every, now=now,
+        )  # fmt: skip
 
     def _bot_tick(self, unit: leases.Unit) -> None:
         now = self.clock()
@@ -245,7 +245,7 @@ class Farm:
                 return
             if bot.reads_timeline:  # /farm's chart: the shared timeline's words only
                 stored, unused = farm_bots.word_counts(conn, bot.name)
-                reader.sample(conn, bot.name, stored, unused, now)
+                farm_reader.sample(conn, bot.name, stored, unused, now)
             if error != row_error:
                 farm_bots.record_error(conn, bot.name, error, now)
                 if not told:  # posting said it already, naming the bot

@@ -125,11 +125,15 @@ def extend(engine: Engine, held: Iterable[Unit], *, now: dt.datetime, lease: dt.
     return kept
 
 
-def reschedule(conn: Connection, kind: str, key: str, due_at: dt.datetime) -> None:
-    """Move an unleased unit's due time (a bot's interval changed, a bot was resumed)."""
-    conn.execute(
-        sa.update(units).where(units.c.kind == kind, units.c.key == key).values(due_at=due_at)
-    )
+def reschedule(
+    conn: Connection, kind: str, key: str, due_at: dt.datetime, *, now: dt.datetime | None = None
+) -> bool:
+    """Move a unit's due time (a bot's interval changed, a bot was resumed). With `now`, a unit
+    someone holds is left alone (moving it would make its holder's finish fail): False then."""
+    query = sa.update(units).where(units.c.kind == kind, units.c.key == key)
+    if now is not None:
+        query = query.where(sa.or_(units.c.lease_until.is_(None), units.c.lease_until < now))
+    return conn.execute(query.values(due_at=due_at)).rowcount == 1
 
 
 def due_at(conn: Connection, kind: str, key: str) -> dt.datetime | None:

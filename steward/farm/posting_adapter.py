@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, Engine
 
-from steward.farm import reader
 from steward.farm.bots import Bot
+from steward.posting.reader import SharedTimelineSource
 
 if TYPE_CHECKING:
     from steward.posting.poster import Poster
@@ -115,13 +115,13 @@ def publishers_key(bot: Bot, tokens: dict) -> str:
 
 
 class BotWords:
-    """A farm bot's words for one tick: its own list or feed, else the shared reader's
-    timeline (the bundled words while the reader brought none). The reader's cursor moves in
-    the transaction that records the post made from them (Poster calls `recorded`)."""
+    """A farm bot's words for one tick: its own list or feed, else the shared reader's timeline
+    (the bundled words while the reader brought none), whose cursor moves with the post made
+    from them (Poster calls `recorded`), as main's does."""
 
     def __init__(self, bot: Bot, engine: Engine) -> None:
-        self.bot, self.engine = bot, engine
-        self.cursor: int | None = None
+        self.bot = bot
+        self.timeline = SharedTimelineSource(engine, bot.name)
 
     def words(self) -> list[str]:
         from steward.posting.sources import BundledSource, FeedSource, WordListSource
@@ -130,13 +130,11 @@ class BotWords:
             return WordListSource(self.bot.words).words()
         if self.bot.feed_url is not None:
             return FeedSource(self.bot.feed_url).words()
-        with self.engine.connect() as conn:
-            words, self.cursor = reader.draw(conn, self.bot.name)
-        return words or BundledSource().words()
+        return self.timeline.words() or BundledSource().words()
 
     def recorded(self, conn: Connection) -> None:
-        if self.cursor is not None:
-            reader.advance(conn, self.bot.name, self.cursor)
+        if self.bot.reads_timeline:
+            self.timeline.recorded(conn)
 
 
 def bot_settings(settings, bot: Bot):

@@ -1,5 +1,6 @@
-"""The farm's tables: bots, their encrypted secrets, the shared reader timeline, the
-words-per-bot samples for /farm, and the generic work units any worker may claim.
+"""The farm's tables: bots, their encrypted secrets, the words-per-bot samples for /farm,
+and the generic work units any worker may claim. The shared reader's timeline and cursors
+are posting's (steward/posting/reader.py: main reads it too), re-exported here.
 
 Kept identical in shape to the Alembic revisions 0012_farm and 0014_posts_per_bot. A bot's
 posts are in posting's `posts` table (steward/posting/store.py), each row naming its bot.
@@ -10,6 +11,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from steward.db import UTCDateTime, metadata
+from steward.posting.reader import farm_cursors, farm_words
+
+__all__ = [
+    "bot_secrets",
+    "bots",
+    "farm_cursors",
+    "farm_samples",
+    "farm_words",
+    "work_units",
+]
 
 _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
@@ -38,23 +49,6 @@ bot_secrets = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
-)
-
-# The reader's timeline, as words in the order they were read; a writer's cursor is an id here.
-farm_words = sa.Table(
-    "farm_words",
-    metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("word", sa.String(100), nullable=False),
-    sa.Column("read_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("word", name="uq_farm_words_word"),
-)
-
-farm_cursors = sa.Table(
-    "farm_cursors",
-    metadata,
-    sa.Column("bot", sa.String(64), primary_key=True),
-    sa.Column("word_id", sa.BigInteger, nullable=False),
 )
 
 farm_samples = sa.Table(

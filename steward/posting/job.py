@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 
 from steward.features import Feature, Job, Services
-from steward.posting import commands, problems, schedule
+from steward.posting import commands, problems, reader, schedule
 from steward.posting.poster import Poster
 from steward.posting.store import TICK_JOB, TICK_KEY
 from steward.posting.wiring import DRY_RUN_HINT, SHOWN
@@ -66,9 +66,18 @@ def problem(poster: Poster) -> str | None:
     monthly cap is posting working as configured, not a problem."""
     if stuck := poster.load(problems.PROBLEM_KEY):
         return stuck["reason"]
+    if trouble := reader_trouble(poster):
+        return trouble["reason"]
     if refused := problems.refused_channels(poster):
         return f"{', '.join(SHOWN[c] for c in refused)} refused the credentials"
     return None
+
+
+def reader_trouble(poster: Poster) -> dict | None:
+    """The shared reader's failure ({"reason", "since"}) while main draws from it."""
+    if poster.settings.x_reader_access_token is None:
+        return None
+    return poster.load(reader.TROUBLE_KEY) or None
 
 
 def status_lines(poster: Poster) -> list[str]:
@@ -83,6 +92,8 @@ def status_lines(poster: Poster) -> list[str]:
     if (paused := poster.paused()) is not None:
         lines.append(f"paused by {paused.get('by')} since {paused.get('at', '')[:16]}")
     lines += [f"{channel}: {reason}" for channel, reason in poster.blocked().items()]
+    if trouble := reader_trouble(poster):
+        lines.insert(0, f"⚠️ reader failing since {trouble['since'][:16]}: {trouble['reason']}")
     if (stuck := problems.status_line(poster.load(problems.PROBLEM_KEY))) is not None:
         lines.insert(0, stuck)
     return lines

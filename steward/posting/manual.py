@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def preview(poster: Poster, n: int) -> list[str]:
     """What the next tick would post: composed, neither published nor recorded."""
     channels = [c for c in poster.channels if c not in poster.blocked()] or poster.channels
-    words = poster.parts.words(poster.clock())
+    words = poster.parts.words(poster.clock())  # records nothing, so uses no words up
     composer = Composer(poster.parts.template, words, poster.engine, poster.rng, bot=poster.bot)
     return [composer.compose(channels) for _ in range(n)]
 

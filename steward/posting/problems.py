@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from steward.posting import store
 from steward.posting.compose import ComposeError
+from steward.posting.reader import READER_FIX
 from steward.posting.sources import SourceError
 from steward.posting.wiring import CREDENTIALS, SHOWN
 from steward.telegram.formatting import esc
@@ -24,10 +25,6 @@ log = logging.getLogger("steward.posting")
 
 PROBLEM_KEY = "posting.problem"  # {"code", "reason", "fix", "since"} while posting is stuck
 
-READER_FIX = (
-    "Check the reader account's tokens X_READER_ACCESS_TOKEN and X_READER_ACCESS_SECRET "
-    "(new ones with python auth_tool.py x), or unset them to use the other word sources."
-)
 FIXES = {
     "no-words": "Give words: POST_WORDS, POST_FEED_URL or a reader timeline that has posts.",
     "too-long": "Shorten POST_TEMPLATE or the words (X counts at most 280 characters).",
@@ -64,7 +61,9 @@ def from_error(exc: ComposeError | SourceError, channel: str | None = None) -> P
 
 
 def reader_trouble(source) -> Problem | None:
-    """The reader timeline failing while kept words still serve (they will run out)."""
+    """A source that says the reader's timeline fails while kept words still serve. Main's
+    timeline words come from the shared reader's store (reader.py), which tells the owner
+    itself, so they carry no `problem`; a source of another kind still may."""
     found = [getattr(source, "problem", None), *getattr(source, "problems", [])]
     troubles = [p for p in found if p and "reader" in p]
     if not troubles:
@@ -90,10 +89,14 @@ def record(
     caller's transaction. True when a message was queued (wake the outbox after the commit)."""
     key = store.bot_key(PROBLEM_KEY, bot)
     was = store.load_value(conn, key)
+    # The reader's own messages (reader.record) say when it breaks and when it reads again,
+    # once for every writer: posting records a reader problem for /status but tells nothing.
     if problem is None:
         if not was:
             return False
         store.save_value(conn, key, None, now)
+        if was.get("code") == "reader":
+            return False
         outbox.notify_in(
             conn,
             for_bot("✅ Posting works again.", bot),
@@ -104,6 +107,8 @@ def record(
         return False  # told already; the reason's details may move, the kind did not
     value = problem.to_json(now)
     store.save_value(conn, key, value, now)
+    if problem.code == "reader":
+        return False
     outbox.notify_in(
         conn,
         for_bot(f"⚠️ Posting is stuck: {esc(problem.reason)}\nFix: {esc(problem.fix)}", bot),

@@ -1,5 +1,6 @@
-"""Where template words come from: a word list, an RSS/Atom feed, the reader's X timeline, or
-the bundled list; and the tokenizer that turns text into words.
+"""Where template words come from: a word list, an RSS/Atom feed, or the bundled list (the
+reader's X timeline is reader.py's, shared with the farm); and the tokenizer that turns text
+into words.
 
 The tokenizer keeps words of three letters or more, drops URLs, @mentions, #hashtags, numbers
 and English and Russian stop words, and lowercases. When `pymorphy3` is installed (the optional
@@ -9,23 +10,15 @@ and English and Russian stop words, and lowercases. When `pymorphy3` is installe
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import html
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy.engine import Engine
-
-from steward import db
-from steward.posting import store
-
-TIMELINE_KEY = "posting.timeline"  # state row: {"since_id", "tick", "words"}
-TIMELINE_KEEP = 2000  # newest timeline words kept between ticks (a quiet timeline still posts)
 
 _STOP_TEXT = """
     about above after again against all also and any are aren because been before being below
@@ -165,73 +158,6 @@ class FeedSource:
         return unique(tokenize("\n".join(texts)))
 
 
-class TimelineSource:
-    """The reader account's home timeline, read at most once per tick.
-
-    Each tick asks only for posts newer than the stored `since_id`, adds their words in front of
-    the words kept from earlier ticks (up to TIMELINE_KEEP), and stores both with the tick, so a
-    retried or restarted tick reuses what it read. When X cannot be reached the kept words are
-    used and `problem` says why; with nothing kept, `words()` raises SourceError.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        engine: Engine,
-        *,
-        tick: dt.datetime,
-        grab: int = 3,
-        clock: Callable[[], dt.datetime] = db.utcnow,
-    ) -> None:
-        self.client = client  # a tweepy.Client with the reader's user tokens
-        self.engine = engine
-        self.tick = tick
-        self.grab = min(max(grab, 1), 100)  # X accepts max_results 1..100 on this endpoint
-        self.clock = clock
-        self.problem: str | None = None
-
-    def words(self) -> list[str]:
-        import requests
-        import tweepy
-
-        with self.engine.connect() as conn:
-            saved = store.load_value(conn, TIMELINE_KEY) or {}
-        kept = list(saved.get("words", []))
-        if saved.get("tick") == self.tick.isoformat():
-            return kept
-        try:
-            response = self.client.get_home_timeline(
-                max_results=self.grab, since_id=saved.get("since_id"), user_auth=True
-            )
-        # tweepy raises its own errors for HTTP answers, but lets requests' network errors through.
-        except (tweepy.TweepyException, requests.RequestException) as exc:
-            self.problem = "could not read the reader's timeline: " + " ".join(str(exc).split())
-            if kept:
-                return kept
-            raise SourceError(self.problem) from None
-        texts, newest = _page(response)
-        since_id = newest or saved.get("since_id")
-        fresh = [w for text in texts for w in tokenize(text)]
-        kept = unique(fresh + kept)[:TIMELINE_KEEP]
-        value = {"since_id": since_id, "tick": self.tick.isoformat(), "words": kept}
-        with self.engine.begin() as conn:
-            store.save_value(conn, TIMELINE_KEY, value, self.clock())
-        return kept
-
-
-def _page(response: Any) -> tuple[list[str], str | None]:
-    """Texts and the newest id of one timeline page (a tweepy Response, or a dict from a client
-    made with return_type=dict)."""
-    if isinstance(response, dict):
-        data, meta = response.get("data") or [], response.get("meta") or {}
-        tweets = [(str(t["id"]), t.get("text", "")) for t in data]
-    else:
-        data, meta = response.data or [], response.meta or {}
-        tweets = [(str(t.id), t.text or "") for t in data]
-    newest = meta.get("newest_id") or (max((i for i, _ in tweets), key=int) if tweets else None)
-    return [text for _, text in tweets], newest
-
-
 class MergedSource:
     """Several sources as one (POST_WORDS and a feed and the timeline); a failing one is skipped
     while another gives words, and `problems` lists what failed."""
@@ -253,3 +179,10 @@ class MergedSource:
         if not found and self.problems:
             raise SourceError("; ".join(self.problems))
         return unique(found)
+
+    def recorded(self, conn) -> None:
+        """A post made from these words was recorded (in `conn`'s transaction): each source
+        that keeps a cursor moves it (see Poster._claim)."""
+        for source in self.sources:
+            if (recorded := getattr(source, "recorded", None)) is not None:
+                recorded(conn)

@@ -27,12 +27,12 @@ from steward.posting.publishers import (
     TelegramChannelPublisher,
     XPublisher,
 )
+from steward.posting.reader import SharedTimelineSource
 from steward.posting.sources import (
     BundledSource,
     FeedSource,
     MergedSource,
     SourceError,
-    TimelineSource,
     WordListSource,
     WordSource,
     russian_nouns_available,
@@ -61,7 +61,9 @@ DRY_RUN_HINT = f"dry-run: set {', '.join(X_VARIABLES)} to post to X"
 class Parts:
     template: Template
     template_shown: str  # for the summary: "default", "printf", "tracery", ...
-    words: Callable[[dt.datetime], WordSource]  # the word source for one tick
+    # The word source for one tick (a source with `recorded(conn)` moves its cursor when a post
+    # made from its words is recorded).
+    words: Callable[[dt.datetime], WordSource]
     words_shown: str
     publishers: dict[str, Publisher]  # channel name -> publisher, in publishing order
     x_fingerprint: str | None  # identifies the X credentials without revealing them
@@ -87,7 +89,7 @@ def build_parts(settings: Settings, outbox, engine: Engine, clock: Clock) -> Par
         # The template's sentence already says what a slot looks like.
         raise ConfigError("POST_TEMPLATE", str(exc)) from None
     shown = "the default template" if raw is None else f"a {template.kind} template"
-    words, words_shown = _word_sources(settings, engine, clock)
+    words, words_shown = _word_sources(settings, engine)
     publishers: dict[str, Publisher] = {}
     fingerprint = None
     credentials = _x_credentials(settings)
@@ -208,7 +210,7 @@ def _x_credentials(settings: Settings) -> tuple[str, str, str, str] | None:
 
 
 def _word_sources(
-    settings: Settings, engine: Engine, clock: Clock
+    settings: Settings, engine: Engine
 ) -> tuple[Callable[[dt.datetime], WordSource], str]:
     fixed: list[WordSource] = []
     shown: list[str] = []
@@ -221,23 +223,25 @@ def _word_sources(
     if settings.post_feed_url:
         fixed.append(FeedSource(settings.post_feed_url))
         shown.append("the feed")
-    reader = _reader_client(settings)
-    if reader is not None:
+    reads = reader_client(settings) is not None
+    if reads:
+        # The words the shared reader stored (steward/posting/reader.py), never X itself: the
+        # reader's unit reads the timeline once per interval for main and the farm's bots alike.
         shown.append("the reader's timeline")
-    if not fixed and reader is None:
+    if not fixed and not reads:
         return (lambda _tick: BundledSource()), "the bundled words"
 
     def words(tick: dt.datetime) -> WordSource:
         sources = list(fixed)
-        if reader is not None:
-            grab = settings.tweet_grab
-            sources.append(TimelineSource(reader, engine, tick=tick, grab=grab, clock=clock))
+        if reads:
+            sources.append(SharedTimelineSource(engine))
         return sources[0] if len(sources) == 1 else MergedSource(sources)
 
     return words, " + ".join(shown)
 
 
-def _reader_client(settings: Settings):
+def reader_client(settings: Settings):
+    """The reader account's X client, None without its tokens; ConfigError when half set."""
     token, secret = settings.x_reader_access_token, settings.x_reader_access_secret
     if token is None and secret is None:
         return None

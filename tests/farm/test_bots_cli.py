@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -173,3 +174,136 @@ def test_import_names_a_field_of_the_wrong_type(bots_cli, key, field, value, say
         bots_cli, {"format": "steward-farm/1", "bots": [_spec("b", **{field: value})]}, key
     )
     assert status == 64 and says in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "says", "shown"),
+    [
+        (
+            ["--template", "{Word} is a loud thing."],
+            "template: {Word} is a quiet thing. -> {Word} is a loud thing.",
+            "template: {Word} is a loud thing.",
+        ),
+        (["--interval", "30"], "interval (min): 60 -> 30", "every 30 min"),
+        (["--per-tick", "3"], "posts per tick: 1 -> 3", "3 post(s) every 60 min"),
+        (
+            ["--words", "owl,fox"],
+            "words: its own words (rain,snow,sun) -> its own words (owl,fox)",
+            "words from its own words (2)",
+        ),
+        (
+            ["--feed", "https://example.com/feed.xml"],
+            "words: its own words (rain,snow,sun) -> the feed https://example.com/feed.xml",
+            "words from the feed https://example.com/feed.xml",
+        ),
+        (
+            ["--reader"],
+            "words: its own words (rain,snow,sun) -> the shared reader's timeline",
+            "words from the shared reader's timeline",
+        ),
+        (["--to", "x,telegram:@poems"], "targets: dry-run -> x, telegram:@poems", "to x, tel"),
+        (["--monthly-limit", "100"], "monthly limit: no cap -> 100", "this month of 100"),
+    ],
+)
+def test_edit_changes_one_setting_and_says_what_changed(bots_cli, args, says, shown):
+    bots_cli(*POET)
+    status, out, err = bots_cli("edit", "poet", *args)
+    assert (status, err) == (0, "")
+    assert out.splitlines()[:2] == ["edited poet:", f"  {says}"]
+    assert shown in bots_cli("show", "poet")[1]
+
+
+def test_edit_says_what_to_run_for_a_new_networks_tokens(bots_cli):
+    bots_cli(*POET, "--to", "x")
+    out = bots_cli("edit", "poet", "--to", "x,mastodon")[1]
+    assert "bots secret poet mastodon_access_token" in out and "auth_tool.py x" not in out
+
+
+def test_edit_with_the_same_values_changes_nothing(bots_cli):
+    bots_cli(*POET)
+    assert bots_cli("edit", "poet", "--interval", "60") == (0, "poet: nothing changed\n", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["main", "--interval", "5"], "main is configured by environment variables"),
+        (["ghost", "--interval", "5"], "there is no bot named 'ghost'"),
+        (["poet"], "nothing to change: give one or more of --template, --interval"),
+        (["poet", "--template", "no slot"], "--template: "),
+        (["poet", "--template", "{word} " + "and so on " * 30, "--to", "x"], "too long for x"),
+        (["poet", "--template", "{word} " + "and so on " * 30], "too long for x"),
+        (["poet", "--feed", "ftp://x"], "--feed must be an http(s) URL"),
+        (["poet", "--to", "myspace"], "'myspace' is not one of"),
+        (["poet", "--to", "telegram"], "telegram needs a channel"),
+        (["poet", "--interval", "0"], "--interval is minutes"),
+        (["poet", "--per-tick", "99"], "--per-tick is posts per tick"),
+        (["poet", "--monthly-limit", "-1"], "--monthly-limit is a whole number"),
+        (["poet", "--words", " , "], "--words holds no word"),
+    ],
+)
+def test_edit_refuses_bad_input_in_one_line_and_changes_nothing(bots_cli, args, says):
+    bots_cli(*POET, "--to", "x")
+    before = bots_cli("show", "poet")[1]
+    status, out, err = bots_cli("edit", *args)
+    assert status == 64 and out == ""
+    assert says in err and err.startswith("bots edit: ")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert bots_cli("show", "poet")[1] == before
+
+
+def test_add_refuses_a_template_too_long_for_its_targets(bots_cli):
+    status, _, err = bots_cli("add", "b", "--template", "%s " + "x" * 300, "--to", "x")
+    assert status == 64 and "even with one-letter words, too long for x" in err
+    assert bots_cli("add", "b", "--template", "%s " + "x" * 300, "--to", "telegram:@poems")[0] == 0
+
+
+def _due(store_url: str, name: str = "poet"):
+    engine = db.make_engine(store_url)
+    with engine.connect() as conn:
+        query = sa.select(work_units).where(work_units.c.key == name)
+        row = conn.execute(query).one()
+    engine.dispose()
+    return row
+
+
+def _set_unit(store_url: str, **values) -> None:
+    engine = db.make_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(sa.update(work_units).where(work_units.c.key == "poet").values(**values))
+    engine.dispose()
+
+
+def test_a_new_interval_moves_the_next_tick_from_the_last_one(bots_cli, store_url):
+    bots_cli(*POET)
+    last = db.utcnow().replace(microsecond=0) - dt.timedelta(minutes=10)
+    _set_unit(store_url, due_at=last + dt.timedelta(minutes=60))  # it ticked 10 minutes ago
+    out = bots_cli("edit", "poet", "--interval", "180")[1]
+    assert _due(store_url).due_at == last + dt.timedelta(minutes=180)
+    assert "next tick: " in out
+    bots_cli("edit", "poet", "--interval", "5")
+    assert _due(store_url).due_at == last + dt.timedelta(minutes=5)  # past: due at once
+
+
+def test_a_new_interval_leaves_a_running_tick_alone(bots_cli, store_url):
+    bots_cli(*POET)
+    due = db.utcnow().replace(microsecond=0)
+    until = due + dt.timedelta(minutes=1)
+    _set_unit(store_url, due_at=due, lease_owner="w1", lease_until=until)
+    assert bots_cli("edit", "poet", "--interval", "180")[0] == 0
+    assert _due(store_url).due_at == due  # its holder finishes it on the old grid
+
+
+def test_switching_to_the_reader_starts_at_its_newest_word(bots_cli, store_url):
+    from steward.farm.store import farm_cursors, farm_words
+
+    bots_cli(*POET)
+    engine = db.make_engine(store_url)
+    with engine.begin() as conn:
+        words = [{"word": w, "read_at": db.utcnow()} for w in ("lantern", "orchard", "meadow")]
+        conn.execute(sa.insert(farm_words), words)
+    assert bots_cli("edit", "poet", "--reader")[0] == 0
+    with engine.connect() as conn:
+        cursor = conn.scalar(sa.select(farm_cursors.c.word_id).where(farm_cursors.c.bot == "poet"))
+        assert cursor == conn.scalar(sa.select(sa.func.max(farm_words.c.id)))
+    engine.dispose()

@@ -60,18 +60,6 @@ def test_a_template_too_long_for_x_still_posts_to_the_telegram_channel(engine, f
     assert "X" in told and "280" in told
 
 
-def test_a_revoked_reader_token_is_told_to_the_owner(engine, fake):
-    clock = Clock()
-    env = x_env(fake, X_READER_ACCESS_TOKEN="7-revoked", X_READER_ACCESS_SECRET="7-secret")
-    p = poster(engine, clock, **env)
-    p.scheduled_tick(clock())
-    clock.advance(minutes=60)
-    p.scheduled_tick(clock())
-    [told] = owner_messages(engine)
-    assert "reader" in told and "X_READER_ACCESS_TOKEN" in told
-    assert fake.posts == []
-
-
 def test_an_empty_reader_timeline_is_told_to_the_owner(engine, fake):
     fake.add_user("7", "reader", "7-token", "7-secret")
     env = x_env(fake, X_READER_ACCESS_TOKEN="7-token", X_READER_ACCESS_SECRET="7-secret")

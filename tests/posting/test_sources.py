@@ -1,12 +1,10 @@
-"""Word sources: the tokenizer, word lists, the bundled list, feeds over real HTTP, the timeline."""
+"""Word sources: the tokenizer, word lists, the bundled list, feeds over real HTTP (the reader's
+timeline: test_reader.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import http.server
 import threading
-from types import SimpleNamespace
-from urllib.parse import parse_qsl
 
 import pytest
 
@@ -149,74 +147,3 @@ def test_it_merges_sources_and_skips_one_that_fails(feed_server):
     assert merged.problems == [f"the feed {feed_server}/broken answered HTTP 500"]
     with pytest.raises(SourceError, match="answered HTTP 500"):
         MergedSource([FeedSource(f"{feed_server}/broken")]).words()
-
-
-TICK = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def reader(sqlite_url):
-    """The reader account on the fake X, and a migrated store for the timeline's cursor."""
-    from steward import db
-    from steward.posting.x_client import make_client
-    from tests.fakes.x_api import FakeX
-
-    engine = db.make_engine(sqlite_url)
-    db.upgrade(engine)
-    with FakeX(consumer_key="ck", consumer_secret="cs") as fake:
-        fake.add_user("77", "reader", "77-token", "77-secret")
-        client = make_client("ck", "cs", "77-token", "77-secret", fake.url)
-
-        def source(tick: dt.datetime, grab: int = 3) -> sources.TimelineSource:
-            return sources.TimelineSource(client, engine, tick=tick, grab=grab, clock=lambda: tick)
-
-        def timeline_calls() -> list[dict[str, str]]:
-            """The query of each home-timeline request."""
-            found = [c for c in fake.calls if "reverse_chronological" in c["path"]]
-            return [dict(parse_qsl(c["query"])) for c in found]
-
-        yield SimpleNamespace(fake=fake, source=source, calls=timeline_calls)
-        client.session.close()
-    engine.dispose()
-
-
-def test_the_timeline_gives_the_words_of_the_newest_posts_and_keeps_a_cursor(reader):
-    for text in ("Old lighthouse stories", "Morning tide", "Quiet harbor", "Seagulls circle"):
-        reader.fake.add_timeline_post("77", text)
-    assert reader.source(TICK).words() == [
-        "seagulls",
-        "circle",
-        "quiet",
-        "harbor",
-        "morning",
-        "tide",
-    ]
-    (first,) = reader.calls()
-    assert first["max_results"] == "3", "the seed's TWEET_GRAB=3 is a valid request"
-    reader.fake.add_timeline_post("77", "Lantern glow")
-    later = reader.source(TICK + dt.timedelta(minutes=30)).words()
-    assert later[:2] == ["lantern", "glow"] and "seagulls" in later, "new words first, old kept"
-    second = reader.calls()[-1]
-    assert int(second["since_id"]) > 0, "only posts newer than the last tick's"
-
-
-def test_one_tick_reads_the_timeline_once_even_across_a_restart(reader):
-    reader.fake.add_timeline_post("77", "Northern lights")
-    words = reader.source(TICK).words()
-    assert reader.source(TICK).words() == words  # a new source object: as after a restart
-    assert len(reader.calls()) == 1
-
-
-def test_when_x_fails_the_kept_words_are_used_and_the_problem_is_told(reader):
-    reader.fake.add_timeline_post("77", "Autumn orchard")
-    reader.source(TICK).words()
-    reader.fake.fail_next("/2/users", 503)
-    retry = reader.source(TICK + dt.timedelta(minutes=30))
-    assert retry.words() == ["autumn", "orchard"]
-    assert retry.problem.startswith("could not read the reader's timeline: 503")
-
-
-def test_with_nothing_kept_a_failing_timeline_is_a_source_error(reader):
-    reader.fake.fail_next("/2/users", 401)
-    with pytest.raises(SourceError, match="could not read the reader's timeline: 401"):
-        reader.source(TICK).words()
