@@ -10,6 +10,7 @@ messages name it. /status shows the problem while it lasts.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ FIXES = {
     "variety to POST_TEMPLATE.",
     "reader": READER_FIX,
     "source": "Check the word source named above (POST_WORDS, POST_FEED_URL).",
+}
+# A farm bot's are fixed with `bots edit`, not main's variables; the reader is everyone's.
+FARM_FIXES = {
+    "no-words": "Give it words: python bot.py bots edit {bot} --words ... (or --feed URL).",
+    "too-long": "Shorten its template or words: python bot.py bots edit {bot} --template ... "
+    "(X counts at most 280 characters).",
+    "template": "Fix its template's grammar: python bot.py bots edit {bot} --template ...",
+    "exhausted": "Every text its template can make was posted: add words (python bot.py bots "
+    "edit {bot} --words ...) or variety to its template.",
+    "source": "Check its word source: python bot.py bots show {bot}.",
 }
 
 
@@ -89,6 +100,8 @@ def record(
     caller's transaction. True when a message was queued (wake the outbox after the commit)."""
     key = store.bot_key(PROBLEM_KEY, bot)
     was = store.load_value(conn, key)
+    if problem is not None and bot != store.MAIN and problem.code in FARM_FIXES:
+        problem = dataclasses.replace(problem, fix=FARM_FIXES[problem.code].format(bot=bot))
     # The reader's own messages (reader.record) say when it breaks and when it reads again,
     # once for every writer: posting records a reader problem for /status but tells nothing.
     if problem is None:

@@ -136,6 +136,11 @@ def test_two_bots_may_post_the_same_text_but_none_repeats_its_own(engine, key):
     assert sorted(t.split(":")[0] for t in stuck) == [
         "⚠️ Bot <b>ann</b>", "⚠️ Bot <b>bob</b>", "⚠️ Posting is stuck",
     ]  # fmt: skip
+    # Each is told the fix that is its own: main's variables, a farm bot's `bots edit`.
+    fixes = {t.split(":")[0]: t.split("Fix: ", 1)[1] for t in stuck}
+    assert "POST_WORDS" in fixes["⚠️ Posting is stuck"]
+    assert "bots edit ann --words" in fixes["⚠️ Bot <b>ann</b>"]
+    assert "bots edit bob --words" in fixes["⚠️ Bot <b>bob</b>"]
 
 
 def test_the_monthly_cap_on_x_is_per_bot(engine, fake, key):
