@@ -334,5 +334,11 @@ def stats(conn: Connection, name: str, now: dt.datetime) -> Stats:
     )
 
 
+def failing(conn: Connection) -> list[str]:
+    """The running bots whose last tick failed, by name."""
+    query = sa.select(bots.c.name).where(bots.c.last_error.is_not(None), bots.c.paused.is_(False))
+    return list(conn.scalars(query.order_by(bots.c.name)))
+
+
 def last_error(conn: Connection, name: str) -> str | None:
     return conn.scalar(sa.select(bots.c.last_error).where(bots.c.name == name))

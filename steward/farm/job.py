@@ -288,6 +288,15 @@ class Farm:
             f"farm: {len(found)} bot(s), {running} running; this worker did {self.done} unit(s)"
         ]
 
+    def problem(self) -> str | None:
+        """Which running bots failed their last tick (/status marks the farm ⚠️ meanwhile)."""
+        with self.engine.connect() as conn:
+            names = farm_bots.failing(conn)
+        if not names:
+            return None
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        return f"{len(names)} bot(s) failing: {', '.join(names[:5])}{more} (/bots shows why)"
+
 
 def build_feature(services: Services) -> Feature:
     from steward.farm import commands
@@ -302,4 +311,5 @@ def build_feature(services: Services) -> Feature:
         start=farm.start,
         stop=farm.stop,
         status=farm.status_lines,
+        problem=farm.problem,
     )

@@ -100,11 +100,13 @@ def test_a_failing_bot_reaches_the_owner_once_by_name_and_again_when_it_recovers
         clock.advance(hours=1)
     texts = [r.text for r in outbox_rows(engine)]
     assert texts == ["⚠️ Bot <b>poet</b>: no X tokens: run python auth_tool.py x --bot poet"]
+    assert farm.problem() == "1 bot(s) failing: poet (/bots shows why)"  # /status: ⚠️ farm
     with engine.begin() as conn:
         tokens = {"x_access_token": "1-token", "x_access_secret": "1-secret"}
         secrets.put(conn, farm.vault, "poet", tokens, clock())
     farm.run_due()
     assert [r.text for r in outbox_rows(engine)][1:] == ["✅ Bot <b>poet</b> posts again."]
+    assert farm.problem() is None
     assert len(fake.posts) == 1 and "1-token" not in str(outbox_rows(engine))
 
 
