@@ -216,6 +216,11 @@ class Farm:
             self.engine, self.reader_client, self.outbox, unit,
             grab=self.settings.tweet_grab, every=self.reader_every, now=now,
         )  # fmt: skip
+        # /farm's chart has main too: it draws from the reader whenever one is configured, and
+        # its tick is the scheduler's, so its point is taken here, once per read.
+        with self.engine.begin() as conn:
+            stored, unused = farm_bots.word_counts(conn, farm_bots.MAIN)
+            farm_reader.sample(conn, farm_bots.MAIN, stored, unused, now)
 
     def _bot_tick(self, unit: leases.Unit) -> None:
         now = self.clock()

@@ -7,7 +7,7 @@ import datetime as dt
 import sqlalchemy as sa
 
 from steward.farm import bots as farm_bots
-from steward.farm import secrets
+from steward.farm import reader, secrets
 from steward.farm.bots import Bot
 from steward.farm.job import Farm
 from steward.posting.store import posts as posts_table
@@ -72,6 +72,10 @@ def test_three_bots_share_one_reader_with_one_timeline_read_per_interval(engine,
             stored, unused = farm_bots.word_counts(conn, name)
             assert stored > 0 and unused == 0  # each drew what the reader brought, itself
             assert farm_bots.stats(conn, name, clock()).posts_today == 3
+        # /farm's chart has a line per writer, main included (sampled at each read).
+        charted = reader.samples(conn, clock() - dt.timedelta(days=1))
+    assert sorted(charted) == ["ann", "bob", "cid", "main"]
+    assert len(charted["main"]) == 3
 
 
 def test_a_new_reader_post_is_unused_for_every_writer_until_it_draws(engine, fake, key):
