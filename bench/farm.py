@@ -12,7 +12,9 @@ Reported per run: units done per minute, each worker's share, duplicates, bot ti
 bot not ticked within its minute), and RSS per worker. Goal: 2 workers >= 1.7x one worker.
 
 Run: `TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m bench.farm`
-(`--seconds 30 --bots 50 --checks 500` for a shorter run).
+(`--seconds 30 --bots 50 --checks 500` for a shorter run). `--kill` adds a run of 3 workers in
+which the first is SIGKILLed mid-run: how long its units took to be done by the others, and
+whether anything was done or posted twice.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bench.common import base_env, rss_mb, table
 
 SLOW_SECONDS = 3.0
 CHECK_EVERY = dt.timedelta(seconds=10)
+KILL_AFTER = 20.0  # seconds into the --kill run when the first worker is SIGKILLed
 # Threads per worker (the work waits on I/O); 4 workers x 16 connections stay under the local
 # server's max_connections=100.
 CONCURRENCY = 12
@@ -202,7 +205,14 @@ def checks_file(tmp: Path, checks: int, port: int) -> Path:
     return path
 
 
-def measure(url: str, env: dict[str, str], workers: int, seconds: float, tmp: Path) -> dict:
+def measure(
+    url: str, env: dict[str, str], workers: int, seconds: float, tmp: Path,
+    kill_after: float | None = None,
+) -> dict:  # fmt: skip
+    """One run. With `kill_after`, the first worker is SIGKILLed that many seconds in, and the
+    result says how long the units it held took to be done by the others."""
+    import time
+
     import sqlalchemy as sa
 
     from steward import db
@@ -218,14 +228,35 @@ def measure(url: str, env: dict[str, str], workers: int, seconds: float, tmp: Pa
         while (line := proc.stdout.readline()) and "ready" not in line:
             pass
     began = db.utcnow()
+    engine = db.make_engine(url)
+    held, killed_at = [], None
+    if kill_after is not None:
+        time.sleep(kill_after)
+        victim = procs[0]
+        victim.kill()
+        killed_at = db.utcnow()
+        with engine.connect() as conn:
+            held = conn.execute(
+                sa.text("SELECT kind, key FROM work_units WHERE lease_owner LIKE :owner"),
+                {"owner": f"%:{victim.pid}:%"},
+            ).all()
     rss = []
     for proc in procs:
         out = proc.communicate(timeout=seconds + 120)[0]
         lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
         rss.append(lines[-1]["rss_mb"] if lines else float("nan"))
     ended = db.utcnow()
-    engine = db.make_engine(url)
+    moved = []
     with engine.connect() as conn:
+        for kind, key in held:  # when another worker did each unit the dead one held
+            at = conn.scalar(
+                sa.text(
+                    "SELECT min(at) FROM bench_done WHERE kind = :kind AND key = :key"
+                    " AND at > :killed"
+                ),
+                {"kind": kind, "key": key, "killed": killed_at},
+            )
+            moved.append(None if at is None else (at - killed_at).total_seconds())
         rows = conn.execute(
             sa.text("SELECT kind, key, due_at, worker FROM bench_done WHERE at >= :t"), {"t": began}
         ).all()
@@ -257,6 +288,9 @@ def measure(url: str, env: dict[str, str], workers: int, seconds: float, tmp: Pa
         "posts": f"{posted}/{posts}",
         "late_bots": late,
         "rss": rss,
+        "held_at_kill": len(held),
+        "moved_within_s": max((m for m in moved if m is not None), default=None),
+        "never_moved": sum(m is None for m in moved),
     }
 
 
@@ -267,6 +301,9 @@ def main() -> None:
     p.add_argument("--bots", type=int, default=200)
     p.add_argument("--checks", type=int, default=2000)
     p.add_argument("--workers", default="1,2,4")
+    p.add_argument(
+        "--kill", action="store_true", help="one more run: 3 workers, the first SIGKILLed"
+    )
     args = p.parse_args()
     if args.worker:
         worker(args.worker, args.seconds)
@@ -281,26 +318,33 @@ def main() -> None:
     target = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     port = int(target.stdout.readline())
     key = Fernet.generate_key().decode()
-    results = []
+    results, killed = [], None
+
+    def run(workers: int, seconds: float, tmp: Path, kill_after: float | None = None) -> dict:
+        with FakeX(consumer_key="ck", consumer_secret="cs") as x:
+            for i in range(args.bots):
+                x.add_user(str(1000 + i), f"bot{i}", f"{i}-token", f"{i}-secret")
+            schema, url = fresh_schema(admin_url)
+            setup(url, key, args.bots)
+            env = base_env(
+                DATABASE_URL=url, STEWARD_SECRET_KEY=key, X_CONSUMER_KEY="ck",
+                X_CONSUMER_SECRET="cs", X_API_URL=x.url, LOG_LEVEL="WARNING",
+                CHECKS_FILE=str(checks_file(tmp, args.checks, port)),
+                CHECK_INTERVAL=str(int(CHECK_EVERY.total_seconds())),
+            )  # fmt: skip
+            result = measure(url, env, workers, seconds, tmp, kill_after)
+            result["x_posts"] = len(x.posts)
+            drop_schema(admin_url, schema)
+        print(f"{workers} worker(s): {result}", flush=True)
+        return result
+
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for workers in (int(n) for n in args.workers.split(",")):
-                with FakeX(consumer_key="ck", consumer_secret="cs") as x:
-                    for i in range(args.bots):
-                        x.add_user(str(1000 + i), f"bot{i}", f"{i}-token", f"{i}-secret")
-                    schema, url = fresh_schema(admin_url)
-                    setup(url, key, args.bots)
-                    env = base_env(
-                        DATABASE_URL=url, STEWARD_SECRET_KEY=key, X_CONSUMER_KEY="ck",
-                        X_CONSUMER_SECRET="cs", X_API_URL=x.url, LOG_LEVEL="WARNING",
-                        CHECKS_FILE=str(checks_file(Path(tmp), args.checks, port)),
-                        CHECK_INTERVAL=str(int(CHECK_EVERY.total_seconds())),
-                    )  # fmt: skip
-                    result = measure(url, env, workers, args.seconds, Path(tmp))
-                    result["x_posts"] = len(x.posts)
-                    results.append(result)
-                    drop_schema(admin_url, schema)
-                    print(f"{workers} worker(s): {result}", flush=True)
+                results.append(run(workers, args.seconds, Path(tmp)))
+            if args.kill:
+                # Past both leases (bots 60 s, checks 2 min) after the kill, with room to spare.
+                killed = run(3, KILL_AFTER + 150, Path(tmp), kill_after=KILL_AFTER)
     finally:
         target.kill()
         target.wait()
@@ -331,6 +375,14 @@ def main() -> None:
         "RSS MB",
     )
     print(table(rows, header))
+    if killed is not None:
+        print(
+            f"\n3 workers, w1 SIGKILLed {KILL_AFTER:.0f} s in: it held {killed['held_at_kill']} "
+            f"unit(s); the others did them within {killed['moved_within_s']} s "
+            f"({killed['never_moved']} never done); units done twice: {killed['dups']}; "
+            f"farm posts sent/recorded: {killed['posts']}; posts at the fake X: "
+            f"{killed['x_posts']}; late bots: {killed['late_bots']}"
+        )
 
 
 if __name__ == "__main__":
