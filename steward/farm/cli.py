@@ -65,7 +65,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     engine = db.make_engine(settings.database)
     try:
-        _migrated(engine)
+        ensure_migrated(engine)
         return ACTIONS[args.bots_command](engine, settings, args)
     except (BotError, secrets.SecretError) as exc:
         print(f"bots {args.bots_command}: {exc}", file=sys.stderr)
@@ -74,7 +74,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-def _migrated(engine) -> None:
+def ensure_migrated(engine) -> None:
+    """A SQLite store is brought up to date here; another store is `python bot.py migrate`'s."""
     from steward import db
 
     if db.current_revision(engine) != db.head_revision():
