@@ -112,8 +112,9 @@ def _next_steps(name: str, networks: set[str]) -> None:
     if "x" in networks:
         print(f"next: python auth_tool.py x --bot {name}  (stores its tokens, encrypted)")
     for network in sorted(networks & set(ACCOUNT_SECRETS)):
+        print(f"next: python auth_tool.py {network} --bot {name}  (stores its account, encrypted)")
         for key in ACCOUNT_SECRETS[network]:
-            print(f"next: python bot.py bots secret {name} {key}")
+            print(f"  or by hand: python bot.py bots secret {name} {key}")
 
 
 EDITABLE = ("template", "interval", "per_tick", "words", "feed", "reader", "to", "monthly_limit")
