@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from steward.config import EXIT_CONFIG, ConfigError, load_settings
+from steward.config import EXIT_CONFIG, ConfigError, Settings, load_settings
+from steward.farm.auth import EXIT_USAGE
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,14 +34,31 @@ def parser() -> argparse.ArgumentParser:
     md = sub.add_parser("mastodon", help="an OAuth app and access token for a Mastodon instance")
     md.add_argument("instance", nargs="?", help="the instance, e.g. mastodon.social")
     md.add_argument("--env", action="store_true", help="write the values to .env")
+    md.add_argument("--bot", metavar="NAME", help="store the token for this farm bot, encrypted")
     bs = sub.add_parser("bluesky", help="check a Bluesky app password and print the lines to set")
     bs.add_argument("--env", action="store_true", help="write the values to .env")
+    bs.add_argument(
+        "--bot", metavar="NAME", help="store the handle and app password for this farm bot"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # see steward/cli.py
     args = parser().parse_args(argv)
+    bot = getattr(args, "bot", None)
+    if bot and args.env:
+        print(
+            "--bot stores the tokens in the store, encrypted, not in .env: give one of them.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if bot and getattr(args, "reader", False):
+        print(
+            "--reader is the worker's reader account, not a farm bot's: give one of them.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -51,28 +69,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         from steward.auth.telegram import discover
 
         return asyncio.run(discover(settings, wait=args.wait, env_file=env_file))
-    if args.command == "mastodon":
-        from steward.auth.fediverse import run_mastodon_auth
-
-        instance = args.instance or settings.mastodon_api_url or input("Instance: ")
-        return run_mastodon_auth(instance, env_file=env_file)
-    if args.command == "bluesky":
-        from steward.auth.fediverse import run_bluesky_auth
-
-        password = settings.bluesky_app_password
-        return run_bluesky_auth(
-            settings.bluesky_handle,
-            password.get_secret_value() if password else None,
-            settings.bluesky_api_url,
-            env_file=env_file,
-        )
-    from steward.auth.x import run_x_auth
-
-    if args.bot:
+    store = None
+    if bot:
+        # Checked before the flow, so nobody authorizes an account for nothing.
         from steward.farm.auth import bot_token_store
 
-        store = bot_token_store(settings, args.bot)
+        store = bot_token_store(settings, bot)
         if isinstance(store, int):
             return store
-        return run_x_auth(settings, store=store)
-    return run_x_auth(settings, reader=args.reader, env_file=env_file)
+    if args.command == "mastodon":
+        return _mastodon(args.instance, settings, env_file, store)
+    if args.command == "bluesky":
+        return _bluesky(settings, env_file, store)
+    from steward.auth.x import run_x_auth
+
+    return run_x_auth(settings, reader=args.reader, env_file=env_file, store=store)
+
+
+def _mastodon(instance: str | None, settings: Settings, env_file: Path | None, store) -> int:
+    from steward.auth.fediverse import run_mastodon_auth
+
+    stored = store.stored.get("mastodon_api_url") if store else None
+    instance = instance or stored or settings.mastodon_api_url or input("Instance: ")
+    return run_mastodon_auth(instance, env_file=env_file, store=store)
+
+
+def _bluesky(settings: Settings, env_file: Path | None, store) -> int:
+    from steward.auth.fediverse import run_bluesky_auth
+
+    if store is not None:
+        # A bot's own account: asked for, never the worker's BLUESKY_HANDLE and password.
+        api_url = store.stored.get("bluesky_api_url") or settings.bluesky_api_url
+        default = store.stored.get("bluesky_handle")
+        return run_bluesky_auth(None, None, api_url, store=store, default_handle=default)
+    password = settings.bluesky_app_password
+    return run_bluesky_auth(
+        settings.bluesky_handle,
+        password.get_secret_value() if password else None,
+        settings.bluesky_api_url,
+        env_file=env_file,
+    )

@@ -3,12 +3,15 @@
 Mastodon: registers an OAuth app on the instance (write:statuses), has the person approve it in
 the browser and paste the code the instance shows, trades the code for a token, checks it, and
 prints `heroku config:set MASTODON_API_URL=... MASTODON_ACCESS_TOKEN=...`. Bluesky: signs in
-with the app password once (never the account password) and prints the lines to set.
+with the app password once (never the account password) and prints the lines to set. With a
+`store` (`auth_tool.py ... --bot NAME`) the values go to a farm bot's store instead, encrypted.
 """
 
 from __future__ import annotations
 
+import getpass
 import shlex
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlencode
@@ -21,10 +24,19 @@ from steward.config import EXIT_CONFIG
 OOB = "urn:ietf:wg:oauth:2.0:oob"  # the instance shows the code instead of redirecting
 SCOPES = "read:accounts write:statuses"
 TIMEOUT = 30.0
+Store = Callable[[dict[str, str]], str]  # steward.farm.auth.BotTokens
 
 
-def _print_lines(values: Mapping[str, str], env_file: Path | None, out) -> int:
-    if env_file is not None:
+def ask_secret(prompt: str) -> str:
+    """Typed at a terminal without echo; read from stdin when it is piped."""
+    return getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline()
+
+
+def _deliver(values: Mapping[str, str], env_file: Path | None, store: Store | None, out) -> int:
+    if store is not None:
+        # A bot's secrets are named as the variables, in lower case; never printed.
+        out(store({name.lower(): value for name, value in values.items()}))
+    elif env_file is not None:
         write_env(env_file, values)
         out(f"{' and '.join(values)} written to {env_file}.")
     else:
@@ -38,6 +50,7 @@ def run_mastodon_auth(
     instance: str,
     *,
     env_file: Path | None = None,
+    store: Store | None = None,
     input: Callable[[str], str] = input,
     out: Callable[[str], None] = print,
     open_browser: Callable[[str], bool] | None = None,
@@ -91,7 +104,8 @@ def run_mastodon_auth(
         out(f"{base} could not be reached ({type(exc).__name__}).")
         return 1
     out(f"Posting as @{me.json().get('acct')} on {base}.")
-    return _print_lines({"MASTODON_API_URL": base, "MASTODON_ACCESS_TOKEN": access}, env_file, out)
+    values = {"MASTODON_API_URL": base, "MASTODON_ACCESS_TOKEN": access}
+    return _deliver(values, env_file, store, out)
 
 
 def run_bluesky_auth(
@@ -100,13 +114,19 @@ def run_bluesky_auth(
     api_url: str,
     *,
     env_file: Path | None = None,
+    store: Store | None = None,
+    default_handle: str | None = None,
     input: Callable[[str], str] = input,
+    secret_input: Callable[[str], str] = ask_secret,
     out: Callable[[str], None] = print,
 ) -> int:
-    handle = (handle or input("Bluesky handle (name.bsky.social): ")).strip().lstrip("@")
-    password = app_password or input(
+    if not handle:
+        ask = f"[{default_handle}]" if default_handle else "(name.bsky.social)"
+        handle = input(f"Bluesky handle {ask}: ").strip() or default_handle or ""
+    handle = handle.strip().lstrip("@")
+    password = app_password or secret_input(
         "App password (Settings > Privacy and security > App "
-        "passwords; never your account password): "
+        "passwords; never your account password; not shown): "
     )
     password = password.strip()
     if not handle or not password:
@@ -122,10 +142,13 @@ def run_bluesky_auth(
         out(f"{api_url} could not be reached ({type(exc).__name__}).")
         return 1
     if response.status_code != 200:
-        out(f"Bluesky refused {handle} with that app password ({response.status_code}).")
+        out(
+            f"Bluesky refused {handle} with that app password ({response.status_code}); "
+            "nothing was changed."
+        )
         return 1
     out(f"Signed in as @{response.json().get('handle', handle)}.")
     values = {"BLUESKY_HANDLE": handle, "BLUESKY_APP_PASSWORD": password}
     if api_url.rstrip("/") != "https://bsky.social":
         values["BLUESKY_API_URL"] = api_url
-    return _print_lines(values, env_file, out)
+    return _deliver(values, env_file, store, out)

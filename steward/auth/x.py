@@ -38,7 +38,7 @@ def run_x_auth(
     input: Callable[[str], str] = input,
     out: Callable[[str], None] = print,
     open_browser: Callable[[str], bool] | None = None,
-    store: Callable[[str, str], str] | None = None,
+    store: Callable[[dict[str, str]], str] | None = None,
 ) -> int:
     """Run the PIN flow; print one clear sentence and return non-zero when something fails."""
     open_browser = open_browser or open_in_browser
@@ -87,7 +87,7 @@ def run_x_auth(
     values = dict(zip(names, (token, token_secret), strict=True))
     if store is not None:
         # A farm bot's tokens go to the store, encrypted; they are never printed.
-        out(store(token, token_secret))
+        out(f"3. {store({name.lower(): value for name, value in values.items()})}")
     elif env_file is not None:
         write_env(env_file, values)
         out(f"{' and '.join(names)} written to {env_file}.")

@@ -65,7 +65,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     engine = db.make_engine(settings.database)
     try:
-        _migrated(engine)
+        ensure_migrated(engine)
         return ACTIONS[args.bots_command](engine, settings, args)
     except (BotError, secrets.SecretError) as exc:
         print(f"bots {args.bots_command}: {exc}", file=sys.stderr)
@@ -74,7 +74,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-def _migrated(engine) -> None:
+def ensure_migrated(engine) -> None:
+    """A SQLite store is brought up to date here; another store is `python bot.py migrate`'s."""
     from steward import db
 
     if db.current_revision(engine) != db.head_revision():
@@ -111,8 +112,9 @@ def _next_steps(name: str, networks: set[str]) -> None:
     if "x" in networks:
         print(f"next: python auth_tool.py x --bot {name}  (stores its tokens, encrypted)")
     for network in sorted(networks & set(ACCOUNT_SECRETS)):
+        print(f"next: python auth_tool.py {network} --bot {name}  (stores its account, encrypted)")
         for key in ACCOUNT_SECRETS[network]:
-            print(f"next: python bot.py bots secret {name} {key}")
+            print(f"  or by hand: python bot.py bots secret {name} {key}")
 
 
 EDITABLE = ("template", "interval", "per_tick", "words", "feed", "reader", "to", "monthly_limit")

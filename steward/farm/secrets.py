@@ -99,8 +99,13 @@ def _url(name: str, value: str) -> str:
         ) from None
 
 
-def get(conn: Connection, vault: Vault, bot: str) -> dict[str, str]:
-    rows = conn.execute(sa.select(bot_secrets).where(bot_secrets.c.bot == bot)).all()
+def get(
+    conn: Connection, vault: Vault, bot: str, only: tuple[str, ...] | None = None
+) -> dict[str, str]:
+    query = sa.select(bot_secrets).where(bot_secrets.c.bot == bot)
+    if only is not None:
+        query = query.where(bot_secrets.c.name.in_(only))
+    rows = conn.execute(query).all()
     return {r.name: vault.decrypt(r.value) for r in rows}
 
 

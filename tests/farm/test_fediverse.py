@@ -50,6 +50,8 @@ def add_poet(bots_cli, monkeypatch, key, mastodon, bluesky, **secrets: str) -> s
         "--words", "owls,bats,moths,larks,wrens", "--to", "mastodon,bluesky",
     )  # fmt: skip
     assert status == 0, err
+    assert "next: python auth_tool.py mastodon --bot poet" in out
+    assert "next: python auth_tool.py bluesky --bot poet" in out
     assert "bots secret poet mastodon_access_token" in out
     assert "bots secret poet bluesky_app_password" in out
     values = {
