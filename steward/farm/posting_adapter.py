@@ -66,8 +66,17 @@ def _publisher(network: str, chat: str, bot: Bot, tokens: dict, settings, outbox
     return _bluesky(bot, tokens, settings)
 
 
+# The command that sets a network's account for a bot: the sign-in flow, which checks it.
+AUTH_COMMAND = {
+    "mastodon": "python auth_tool.py mastodon --bot {bot}",
+    "bluesky": "python auth_tool.py bluesky --bot {bot}",
+}
+
+
 def _ask_for(bot: Bot, name: str, problem: str) -> TickError:
-    return TickError(f"{problem}: run python bot.py bots secret {bot.name} {name}")
+    network = name.partition("_")[0]
+    command = AUTH_COMMAND.get(network, "python bot.py bots secret {bot} " + name)
+    return TickError(f"{problem}: run {command.format(bot=bot.name)}")
 
 
 def _url(bot: Bot, name: str, value: str | None) -> str | None:
@@ -186,14 +195,8 @@ def build_parts(bot: Bot, tokens: dict, *, settings, outbox, engine: Engine) -> 
 # Per network: the bot's secrets its credentials are, and the command that replaces them.
 CREDENTIALS = {
     "x": (("x_access_token", "x_access_secret"), "python auth_tool.py x --bot {bot}"),
-    "mastodon": (
-        ("mastodon_access_token",),
-        "python bot.py bots secret {bot} mastodon_access_token",
-    ),
-    "bluesky": (
-        ("bluesky_handle", "bluesky_app_password"),
-        "python bot.py bots secret {bot} bluesky_app_password",
-    ),
+    "mastodon": (("mastodon_access_token",), AUTH_COMMAND["mastodon"]),
+    "bluesky": (("bluesky_handle", "bluesky_app_password"), AUTH_COMMAND["bluesky"]),
 }
 
 

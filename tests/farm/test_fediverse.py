@@ -128,11 +128,9 @@ def test_a_missing_token_names_the_command_and_the_owner_hears_it_once(
     farm.run_due()
     with engine.connect() as conn:
         error = farm_bots.last_error(conn, "poet")
-    assert (
-        error == "no Bluesky app password: run python bot.py bots secret poet bluesky_app_password"
-    )
+    assert error == "no Bluesky app password: run python auth_tool.py bluesky --bot poet"
     told = [r.text for r in outbox_rows(engine) if "poet" in r.text]
-    assert len(told) == 1 and "bluesky_app_password" in told[0]
+    assert len(told) == 1 and "auth_tool.py bluesky --bot poet" in told[0]
     assert bluesky.posts == []
 
 
@@ -151,7 +149,7 @@ def test_a_revoked_mastodon_token_pauses_mastodon_and_tells_the_owner_once_by_na
     assert mastodon.statuses == [] and len(bluesky.posts) == 2
     [told] = [r.text for r in outbox_rows(engine) if "poet" in r.text]
     assert told.startswith("⚠️ Bot <b>poet</b>: Mastodon refused the access token (401)")
-    assert "bots secret poet mastodon_access_token" in told and "revoked" not in told
+    assert "auth_tool.py mastodon --bot poet" in told and "revoked" not in told
     store_secret(bots_cli, monkeypatch, key, "mastodon_access_token", "poet-token")
     clock.advance(minutes=61)
     farm.run_due()  # the new token: the waiting post goes out, then the tick's own
