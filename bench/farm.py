@@ -36,7 +36,8 @@ from bench.common import base_env, rss_mb, table
 
 SLOW_SECONDS = 3.0
 CHECK_EVERY = dt.timedelta(seconds=10)
-KILL_AFTER = 20.0  # seconds into the --kill run when the first worker is SIGKILLed
+KILL_AFTER = 20.0  # seconds into the --kill run, after which the first worker is SIGKILLed as
+# soon as it holds a bot's tick (checks it always holds)
 # Threads per worker (the work waits on I/O); 4 workers x 16 connections stay under the local
 # server's max_connections=100.
 CONCURRENCY = 12
@@ -233,12 +234,25 @@ def measure(
     if kill_after is not None:
         time.sleep(kill_after)
         victim = procs[0]
+        owner = {"owner": f"%:{victim.pid}:%"}
+        deadline = time.monotonic() + 70  # a bots' minute: kill it while it holds a tick
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if conn.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM work_units WHERE kind = 'bot'"
+                        " AND lease_owner LIKE :owner"
+                    ),
+                    owner,
+                ):
+                    break
+            time.sleep(0.01)
         victim.kill()
         killed_at = db.utcnow()
         with engine.connect() as conn:
             held = conn.execute(
                 sa.text("SELECT kind, key FROM work_units WHERE lease_owner LIKE :owner"),
-                {"owner": f"%:{victim.pid}:%"},
+                owner,
             ).all()
     rss = []
     for proc in procs:
@@ -256,7 +270,7 @@ def measure(
                 ),
                 {"kind": kind, "key": key, "killed": killed_at},
             )
-            moved.append(None if at is None else (at - killed_at).total_seconds())
+            moved.append((kind, None if at is None else (at - killed_at).total_seconds()))
         rows = conn.execute(
             sa.text("SELECT kind, key, due_at, worker FROM bench_done WHERE at >= :t"), {"t": began}
         ).all()
@@ -288,9 +302,13 @@ def measure(
         "posts": f"{posted}/{posts}",
         "late_bots": late,
         "rss": rss,
-        "held_at_kill": len(held),
-        "moved_within_s": max((m for m in moved if m is not None), default=None),
-        "never_moved": sum(m is None for m in moved),
+        "held_at_kill": {k: sum(kind == k for kind, _ in moved) for k in {k for k, _ in moved}},
+        # Per kind: the longest a held unit waited for another worker (its lease, then a poll).
+        "moved_within_s": {
+            k: round(max((s for kind, s in moved if kind == k and s is not None), default=-1))
+            for k in {k for k, _ in moved}
+        },
+        "never_moved": sum(s is None for _, s in moved),
     }
 
 
@@ -344,7 +362,7 @@ def main() -> None:
                 results.append(run(workers, args.seconds, Path(tmp)))
             if args.kill:
                 # Past both leases (bots 60 s, checks 2 min) after the kill, with room to spare.
-                killed = run(3, KILL_AFTER + 150, Path(tmp), kill_after=KILL_AFTER)
+                killed = run(3, KILL_AFTER + 220, Path(tmp), kill_after=KILL_AFTER)
     finally:
         target.kill()
         target.wait()
@@ -377,7 +395,7 @@ def main() -> None:
     print(table(rows, header))
     if killed is not None:
         print(
-            f"\n3 workers, w1 SIGKILLed {KILL_AFTER:.0f} s in: it held {killed['held_at_kill']} "
+            f"\n3 workers, w1 SIGKILLed mid-tick: it held {killed['held_at_kill']} "
             f"unit(s); the others did them within {killed['moved_within_s']} s "
             f"({killed['never_moved']} never done); units done twice: {killed['dups']}; "
             f"farm posts sent/recorded: {killed['posts']}; posts at the fake X: "

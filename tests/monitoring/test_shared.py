@@ -74,6 +74,17 @@ def watching_settings():
     return load_settings({"CHECK_INTERVAL": "60", "CHECKS_ALLOW_PRIVATE": "true"}, env_file=None)
 
 
+def two_watching_workers(pg_url) -> tuple:
+    """(engine, clock, a, b): two workers on one migrated store, started (units ensured)."""
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    clock = Clock(T0)
+    a, b = worker(engine, watching_settings(), clock), worker(engine, watching_settings(), clock)
+    a.ensure()
+    b.ensure()
+    return engine, clock, a, b
+
+
 async def stopped(*workers: SharedChecks) -> None:
     for shared in workers:
         await shared.monitor.stop()
@@ -135,15 +146,7 @@ def test_a_dead_workers_checks_go_to_the_other_once_its_lease_runs_out(pg_url, s
 
 
 def test_two_workers_split_the_watched_checks_and_sample_each_once_per_interval(pg_url, server):
-    engine = db.make_engine(pg_url)
-    db.upgrade(engine)
-    clock = Clock(T0)
-    one, two = (
-        worker(engine, watching_settings(), clock),
-        worker(engine, watching_settings(), clock),
-    )
-    one.ensure()
-    two.ensure()
+    engine, clock, one, two = two_watching_workers(pg_url)
     for name in NAMES:
         watch(one, name, server)
 
@@ -165,12 +168,7 @@ def test_two_workers_split_the_watched_checks_and_sample_each_once_per_interval(
 
 
 def test_a_check_watched_on_one_worker_is_sampled_by_another(pg_url, server):
-    engine = db.make_engine(pg_url)
-    db.upgrade(engine)
-    clock = Clock(T0)
-    a, b = worker(engine, watching_settings(), clock), worker(engine, watching_settings(), clock)
-    a.ensure()
-    b.ensure()
+    engine, clock, a, b = two_watching_workers(pg_url)
     watch(a, "web", server)
     clock.advance(seconds=REFRESH.total_seconds())  # B reads the watched checks again
 
@@ -186,12 +184,7 @@ def test_a_check_watched_on_one_worker_is_sampled_by_another(pg_url, server):
 
 
 def test_unwatch_stops_a_check_on_every_worker(pg_url, server):
-    engine = db.make_engine(pg_url)
-    db.upgrade(engine)
-    clock = Clock(T0)
-    a, b = worker(engine, watching_settings(), clock), worker(engine, watching_settings(), clock)
-    a.ensure()
-    b.ensure()
+    engine, clock, a, b = two_watching_workers(pg_url)
     watch(a, "web", server)
     watch(a, "api", server)
     clock.advance(seconds=REFRESH.total_seconds())
