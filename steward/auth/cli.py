@@ -65,6 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     env_file = Path(".env") if args.env else None
+    try:
+        return _run(args, settings, env_file, bot)
+    except EOFError:  # a prompt met a closed stdin (a pipe, `heroku run` without a terminal)
+        print(
+            "auth_tool: a question got no answer (the input was closed); nothing was changed. "
+            "Run it in a terminal.",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print("\nauth_tool: stopped; nothing was changed.", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, settings: Settings, env_file: Path | None, bot) -> int:
     if args.command == "telegram":
         from steward.auth.telegram import discover
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from steward.auth.fediverse import run_bluesky_auth, run_mastodon_auth
 from tests.fakes.bluesky_api import FakeBluesky
 from tests.fakes.mastodon_api import FakeMastodon
+from tests.worker_process import ROOT, clean_env
 
 
 def test_mastodon_registers_an_app_trades_the_code_and_prints_the_heroku_line():
@@ -42,3 +46,16 @@ def test_bluesky_checks_the_app_password_before_printing_the_lines(tmp_path):
         assert (
             "BLUESKY_HANDLE=alice.bsky.social BLUESKY_APP_PASSWORD=abcd-efgh-ijkl-mnop" in said[-1]
         )
+
+
+def test_mastodon_asked_for_its_instance_on_a_closed_stdin_says_so_in_one_sentence(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "auth_tool.py"), "mastodon"],
+        env=clean_env(), cwd=tmp_path, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "auth_tool: a question got no answer (the input was closed); nothing was changed. "
+        "Run it in a terminal."
+    )
