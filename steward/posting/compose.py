@@ -49,6 +49,7 @@ class Composer:
         *,
         tries: int = TRIES,
         bot: str = store.MAIN,
+        limits: dict[str, int] | None = None,
     ) -> None:
         self.template = template
         self.source = source
@@ -56,6 +57,7 @@ class Composer:
         self.rng = rng or random.Random()
         self.tries = tries
         self.bot = bot  # whose posts count as "posted before": each bot has its own
+        self.limits = limits or {}  # channel -> its account's own length limit, where it has one
         self._picker: WordPicker | None = None
         self._taken: set[str] = set()  # hashes handed out by this composer, not yet recorded
         # Checked texts not handed out yet, per channel list (what fits X may not fit elsewhere).
@@ -92,7 +94,7 @@ class Composer:
                         continue
                     if not text:
                         continue
-                    if not all(fits(text, channel) for channel in channels):
+                    if not all(fits(text, c, self.limits.get(c)) for c in channels):
                         too_long += 1
                         continue
                     digest = store.text_hash(text)

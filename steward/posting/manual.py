@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from steward.posting import store
-from steward.posting.compose import ComposeError, Composer
+from steward.posting.compose import ComposeError
 from steward.posting.sources import SourceError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ def preview(poster: Poster, n: int) -> list[str]:
     """What the next tick would post: composed, neither published nor recorded."""
     channels = [c for c in poster.channels if c not in poster.blocked()] or poster.channels
     words = poster.parts.words(poster.clock())  # records nothing, so uses no words up
-    composer = Composer(poster.parts.template, words, poster.engine, poster.rng, bot=poster.bot)
+    composer = poster.composer(words)
     return [composer.compose(channels) for _ in range(n)]
 
 

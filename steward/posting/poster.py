@@ -205,7 +205,7 @@ class Poster:
         with self.engine.connect() as conn:
             taken = store.slots_taken(conn, self.key(f"{SLOT_PREFIX}{at.isoformat()}:"))
         words = self.parts.words(at)
-        composer = Composer(self.parts.template, words, self.engine, self.rng, bot=self.bot)
+        composer = self.composer(words)
         outcomes: list[Outcome] = []
         stuck: problems.Problem | None = None
         for slot in range(want):
@@ -296,6 +296,18 @@ class Poster:
                 outcomes.append(outcome)
             return outcomes
         raise ComposeError("every new text was taken by another worker meanwhile", "busy")
+
+    def composer(self, words) -> Composer:
+        """A composer for this bot's channels, held to each account's own length limit (a
+        Mastodon instance's, asked once per publisher) so no text is made that it refuses."""
+        limits = {
+            channel: publisher.limit()
+            for channel, publisher in self.parts.publishers.items()
+            if callable(getattr(publisher, "limit", None))
+        }
+        return Composer(
+            self.parts.template, words, self.engine, self.rng, bot=self.bot, limits=limits
+        )
 
     def lease(self) -> tuple[str, dt.datetime]:
         """The in-flight claim a post recorded now carries: this poster, until the lease ends."""

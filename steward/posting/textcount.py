@@ -132,15 +132,19 @@ def telegram_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def fits(text: str, channel: str) -> bool:
+def fits(text: str, channel: str, limit: int | None = None) -> bool:
     """Whether `text` can be published on `channel` as it is.
 
     A dry run is held to X's rule, the strictest, so what it shows could be posted anywhere.
     A farm bot's channel may name its chat ("telegram:@channel"): the network's rule holds.
+    `limit` is the account's own, where the network lets a server set it (a Mastodon
+    instance's `max_characters`); without it, the network's default.
     """
     if not text.strip():
         return False
     channel = channel.partition(":")[0]
+    if channel == "mastodon" and limit is not None:
+        return mastodon_length(text) <= limit
     if channel in ("x", "dry-run"):
         return not _INVALID.search(text) and x_length(text) <= X_LIMIT
     if channel == "telegram":

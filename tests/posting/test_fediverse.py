@@ -134,3 +134,19 @@ def test_an_expired_bluesky_session_is_renewed(bluesky):
     bluesky.expire_sessions()
     sky.publish("second", "2")
     assert [p["text"] for p in bluesky.posts] == ["first", "second"]
+
+
+def test_texts_are_made_to_fit_a_small_instances_own_limit(engine):
+    # An instance that allows 40 characters, not Mastodon's default 500: the words make texts
+    # of 30 to 80 characters, and only those that fit may be made.
+    words = "owl,heron,wren,nightingale-of-the-long-valley,kingfisher-by-the-old-mill-race"
+    with FakeMastodon(max_characters=40) as small:
+        small.add_token("good-token")
+        env = {"MASTODON_API_URL": small.url, "MASTODON_ACCESS_TOKEN": "good-token"}
+        clock = Clock()
+        p = poster(engine, clock, POST_TEMPLATE="{Word} and {word2} met at dawn.",
+                   POST_WORDS=words, TWEETS_PER_TICK="3", **env)  # fmt: skip
+        outcomes = p.scheduled_tick(clock())
+        assert [o.state for o in outcomes] == ["sent"] * 3, outcomes
+        assert all(len(s["text"]) <= 40 for s in small.statuses)
+        assert len(small.statuses) == 3
