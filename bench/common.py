@@ -74,3 +74,42 @@ def table(rows: list[tuple], header: tuple) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)) for r in rows]
     return "\n".join(lines)
+
+
+def http_target(*, slow_seconds: float = 0.0, host: str = "127.0.0.1") -> str:
+    """The source of a tiny keep-alive HTTP server (run it with `python -c`; it prints its
+    port): every request gets 200 "ok", those for /slow after `slow_seconds`. On 0.0.0.0 it
+    takes every 127.x.y.z, so a thousand targets can be distinct origins on one socket."""
+    return TARGET_SERVER.replace("SLOW_SECONDS", repr(slow_seconds)).replace("HOST", repr(host))
+
+
+TARGET_SERVER = r"""
+import asyncio
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+class Http(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            if SLOW_SECONDS and b" /slow" in head.split(b"\r\n", 1)[0]:
+                asyncio.get_running_loop().call_later(SLOW_SECONDS, self._answer)
+            else:
+                self._answer()
+
+    def _answer(self):
+        if not self.transport.is_closing():
+            self.transport.write(OK)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Http, HOST, 0, backlog=4096, reuse_address=True)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from bench.common import base_env, rss_mb, table
+from bench.common import base_env, http_target, rss_mb, table
 
 SLOW_SECONDS = 3.0
 CHECK_EVERY = dt.timedelta(seconds=10)
@@ -41,35 +41,6 @@ KILL_AFTER = 20.0  # seconds into the --kill run, after which the first worker i
 # Threads per worker (the work waits on I/O); 4 workers x 16 connections stay under the local
 # server's max_connections=100.
 CONCURRENCY = 12
-SERVER = r"""
-import asyncio
-
-FAST = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
-
-class Http(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport, self.buffer = transport, b""
-
-    def data_received(self, data):
-        self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
-            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-            if b" /slow" in head.split(b"\r\n", 1)[0]:
-                asyncio.get_running_loop().call_later(SLOW_SECONDS, self._answer)
-            else:
-                self._answer()
-
-    def _answer(self):
-        if not self.transport.is_closing():
-            self.transport.write(FAST)
-
-async def main():
-    server = await asyncio.get_running_loop().create_server(Http, "127.0.0.1", 0, backlog=4096)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.Event().wait()
-
-asyncio.run(main())
-""".replace("SLOW_SECONDS", str(SLOW_SECONDS))
 
 
 # -- one worker process ------------------------------------------------------------------------
@@ -333,7 +304,11 @@ def main() -> None:
     admin_url = os.environ.get("TEST_DATABASE_URL")
     if not admin_url:
         sys.exit("set TEST_DATABASE_URL to a local Postgres (postgresql://postgres@127.0.0.1/test)")
-    target = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    target = subprocess.Popen(
+        [sys.executable, "-c", http_target(slow_seconds=SLOW_SECONDS)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     port = int(target.stdout.readline())
     key = Fernet.generate_key().decode()
     results, killed = [], None

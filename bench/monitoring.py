@@ -31,35 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from bench.common import ROOT, pss_mb, table
+from bench.common import ROOT, http_target, pss_mb, table
 
 TARGETS = 1000
 SEED_WORKERS = 9
 CHART_RUNS = 7
-SERVER = r"""
-import asyncio, sys
-
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
-
-class Http(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport, self.buffer = transport, b""
-
-    def data_received(self, data):
-        self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
-            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-            self.transport.write(RESPONSE)
-
-async def main():
-    loop = asyncio.get_running_loop()
-    # 0.0.0.0 takes every 127.x.y.z: a thousand origins on one listening socket.
-    server = await loop.create_server(Http, "0.0.0.0", 0, backlog=4096, reuse_address=True)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.Event().wait()
-
-asyncio.run(main())
-"""
 
 
 def urls(port: int) -> list[str]:
@@ -256,7 +232,10 @@ def main() -> None:
     parser.add_argument("--only", choices=("tick", "chart", "soak"))
     args = parser.parse_args()
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-c", http_target(host="0.0.0.0")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         port = int(server.stdout.readline())
