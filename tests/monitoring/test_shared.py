@@ -90,6 +90,20 @@ async def stopped(*workers: SharedChecks) -> None:
         await shared.monitor.stop()
 
 
+async def three_intervals(engine, clock, one: SharedChecks, two: SharedChecks) -> None:
+    """Both workers run what is due, three intervals long: each check is sampled once in each
+    (and nothing is due half an interval on), then both stop."""
+    try:
+        for n in (1, 2, 3):
+            await both_until_done(one, two)
+            assert samples_per_check(engine) == Counter({name: n for name in NAMES})
+            clock.advance(seconds=30)
+            await both_until_done(one, two)  # half an interval on: nothing is due
+            clock.advance(seconds=30)
+    finally:
+        await stopped(one, two)
+
+
 def test_two_workers_split_the_checks_and_sample_each_once_per_interval(pg_url, server):
     engine = db.make_engine(pg_url)
     db.upgrade(engine)
@@ -100,19 +114,7 @@ def test_two_workers_split_the_checks_and_sample_each_once_per_interval(pg_url, 
     one.ensure()
     two.ensure()  # the second worker's start changes nothing: the units exist
 
-    async def three_intervals() -> None:
-        try:
-            for n in (1, 2, 3):
-                await both_until_done(one, two)
-                assert samples_per_check(engine) == Counter({name: n for name in NAMES})
-                clock.advance(seconds=30)
-                await both_until_done(one, two)  # half an interval on: nothing is due
-                clock.advance(seconds=30)
-        finally:
-            await one.monitor.stop()
-            await two.monitor.stop()
-
-    asyncio.run(three_intervals())
+    asyncio.run(three_intervals(engine, clock, one, two))
     assert samples_per_check(engine) == Counter({name: 3 for name in NAMES})
     assert one.done > 0 and two.done > 0 and one.done + two.done == 3 * len(NAMES)
     engine.dispose()
@@ -150,18 +152,7 @@ def test_two_workers_split_the_watched_checks_and_sample_each_once_per_interval(
     for name in NAMES:
         watch(one, name, server)
 
-    async def three_intervals() -> None:
-        try:
-            for n in (1, 2, 3):
-                await both_until_done(one, two)
-                assert samples_per_check(engine) == Counter({name: n for name in NAMES})
-                clock.advance(seconds=30)
-                await both_until_done(one, two)  # half an interval on: nothing is due
-                clock.advance(seconds=30)
-        finally:
-            await stopped(one, two)
-
-    asyncio.run(three_intervals())
+    asyncio.run(three_intervals(engine, clock, one, two))
     assert samples_per_check(engine) == Counter({name: 3 for name in NAMES})
     assert one.done > 0 and two.done > 0 and one.done + two.done == 3 * len(NAMES)
     engine.dispose()
